@@ -1,0 +1,72 @@
+"""The narrow interfaces between the pipeline and the stores it moves data between.
+
+A source yields change events and tells the pipeline where it may confirm; a sink applies a
+batch of events and returns only once they are durable. Neither knows about Kafka, and the
+pipeline knows none of their row layouts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from replicator.events import ChangeEvent, Committed, DataChange
+
+if TYPE_CHECKING:
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+
+
+class SaverView(Protocol):
+    """Read access to a store through its own official LangGraph saver (for verify)."""
+
+    def saver(self) -> BaseCheckpointSaver[str]:
+        """The store's official saver, opened on the same store the connector uses."""
+        ...
+
+    def thread_ids(self) -> Iterable[str]:
+        """Every thread that has at least one checkpoint or pending write in the store."""
+        ...
+
+
+class Source(SaverView, Protocol):
+    name: str
+
+    def check(self) -> None:
+        """Raise ReplicatorError naming what is wrong (unreachable, not configured, no tables)."""
+        ...
+
+    def stream(self) -> Iterator[ChangeEvent | Committed | None]:
+        """Snapshot first when needed, then live changes; never ends on its own.
+
+        After the last event of each unit the source can resume from (a transaction, a
+        snapshot chunk) it yields ``Committed``. It yields ``None`` when it has nothing more
+        buffered right now (the moment to flush), and heartbeats while idle.
+        """
+        ...
+
+    def confirm(self, committed: Committed) -> None:
+        """Everything up to ``committed`` is durable downstream: the source may forget it."""
+        ...
+
+    def head(self) -> int:
+        """The source's current log position (what it has committed so far)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Sink(SaverView, Protocol):
+    name: str
+
+    def check(self) -> None:
+        """Raise ReplicatorError naming what is wrong (unreachable, table missing)."""
+        ...
+
+    def apply(self, events: Sequence[DataChange]) -> None:
+        """Apply events in order; return only when they are durable in the store.
+
+        Must be idempotent: applying any suffix of a stream again leaves the store as it was.
+        """
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,296 @@
+"""PostgresSaver tables as a change source: slot, consistent snapshot, then streaming.
+
+Lifecycle (persisted in the state store under ``source``):
+
+- no slot, no state: create the slot exporting a snapshot, copy the tables in that snapshot,
+  then stream from the slot's consistent point: no gap, no overlap.
+- slot present, snapshot not marked done (a run died mid-snapshot, or after creating the
+  slot): continue the copy from the saved keyset cursor in a fresh snapshot, then stream from
+  the slot's confirmed position (never advanced during a snapshot). See snapshot.py for why
+  the overlap converges.
+- slot present, snapshot done: stream from the slot's confirmed position.
+- snapshot done but slot gone or invalidated: the log no longer holds what we need: stop with
+  an error that says how to start over.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import psycopg
+import structlog
+from langgraph.checkpoint.postgres import PostgresSaver
+
+from connectors.sources.postgres import pgoutput
+from connectors.sources.postgres.rows import COLUMNS, PRIMARY_KEYS, TABLES, row_to_event
+from connectors.sources.postgres.setup import (
+    check_slot,
+    check_source,
+    connect,
+    current_lsn,
+    ensure_publication,
+    slot_info,
+)
+from connectors.sources.postgres.snapshot import SnapshotCursor, count_rows, read_snapshot
+from connectors.sources.postgres.stream import ReplicationConnection
+from replicator.config import PostgresSourceConfig
+from replicator.errors import ErrorKind, ReplicatorError
+from replicator.events import (
+    ChangeEvent,
+    Committed,
+    Control,
+    ControlKind,
+    DataChange,
+    Op,
+    SourceMeta,
+)
+from replicator.faults import fault_point
+from replicator.state import SOURCE_STATE, StateStore
+
+log = structlog.get_logger("replicator.source.postgres")
+
+_SNAPSHOT_DONE = "done"
+_KEEPALIVE_S = 5.0
+
+
+class _SnapshotToken:
+    def __init__(self, cursor: SnapshotCursor, rows: int) -> None:
+        self.cursor = cursor
+        self.rows = rows
+
+
+class PostgresSource:
+    """Captures PostgresSaver's ``checkpoints``, ``checkpoint_blobs`` and ``checkpoint_writes``."""
+
+    name = "postgres"
+
+    def __init__(self, config: PostgresSourceConfig, state: StateStore) -> None:
+        self.config = config
+        self.state = state
+        self._dsn = config.dsn.get_secret_value()
+        self._repl: ReplicationConnection | None = None
+        self._side: psycopg.Connection[Any] | None = None
+        self._saver_conn: psycopg.Connection[Any] | None = None
+        self.snapshot_rows = 0
+        self.snapshot_total = 0
+
+    # -- checks -------------------------------------------------------------------------------
+
+    def check(self) -> None:
+        with connect(self._dsn, autocommit=True) as conn:
+            check_source(conn, self.config.schema_name)
+            info = slot_info(conn, self.config.slot)
+            if info is not None:
+                check_slot(info, conn.info.dbname)
+
+    def head(self) -> int:
+        return current_lsn(self._side_conn())
+
+    def _side_conn(self) -> psycopg.Connection[Any]:
+        if self._side is None or self._side.closed or self._side.broken:
+            self._side = connect(self._dsn, autocommit=True)
+        return self._side
+
+    # -- stream -------------------------------------------------------------------------------
+
+    def stream(self) -> Iterator[ChangeEvent | Committed | None]:
+        side = self._side_conn()
+        check_source(side, self.config.schema_name)
+        ensure_publication(side, self.config.publication, self.config.schema_name)
+        saved = self.state.get(SOURCE_STATE) or {}
+        info = slot_info(side, self.config.slot)
+        if info is None:
+            if saved.get("snapshot") == _SNAPSHOT_DONE:
+                raise ReplicatorError(
+                    ErrorKind.SOURCE_LOST,
+                    f"replication slot {self.config.slot!r} is gone although the initial copy finished: "
+                    "changes since the last confirmed position may be lost from the log. Fix: run "
+                    "`replicator reset --config FILE` and start again; the daemon copies everything anew "
+                    "and the idempotent apply converges the target.",
+                )
+            repl = ReplicationConnection(self._dsn, self.config.slot, self.config.publication)
+            self._repl = repl
+            consistent_lsn, exported = repl.create_slot()
+            log.info("slot created", slot=self.config.slot, consistent_lsn=consistent_lsn)
+            self.state.put(SOURCE_STATE, {"snapshot": "running", "cursor": None, "position": consistent_lsn})
+            yield from self._snapshot(SnapshotCursor(0, None), consistent_lsn, exported)
+        else:
+            check_slot(info, side.info.dbname)
+            position = info.confirmed_flush_lsn or 0
+            if saved.get("snapshot") != _SNAPSHOT_DONE:
+                cursor = SnapshotCursor.from_json(saved.get("cursor"))
+                log.info("resuming initial copy", cursor=cursor.to_json(), position=position)
+                yield from self._snapshot(cursor, position, None)
+            repl = ReplicationConnection(self._dsn, self.config.slot, self.config.publication)
+            self._repl = repl
+        repl.start()
+        log.info("streaming", slot=self.config.slot)
+        yield from self._stream(repl)
+
+    def _snapshot(
+        self, start: SnapshotCursor, position: int, exported: str | None
+    ) -> Iterator[ChangeEvent | Committed | None]:
+        meta = SourceMeta(lsn=position, snapshot=True)
+        with connect(self._dsn) as conn:
+            self.snapshot_total = count_rows(conn, self.config.schema_name)
+            conn.commit()
+            if start.table_index == 0 and start.after is None:
+                yield Control(kind=ControlKind.SNAPSHOT_START, source=meta, info={"rows": self.snapshot_total})
+            started = time.monotonic()
+            for chunk in read_snapshot(
+                conn,
+                schema=self.config.schema_name,
+                start=start,
+                position=position,
+                chunk_rows=self.config.snapshot_chunk_rows,
+                exported_snapshot=exported,
+            ):
+                yield from chunk.events
+                self.snapshot_rows += chunk.rows
+                yield Committed(lsn=position, token=_SnapshotToken(chunk.cursor, self.snapshot_rows))
+                fault_point("snapshot.between_chunks")
+            elapsed = time.monotonic() - started
+        log.info("initial copy finished", rows=self.snapshot_rows, seconds=round(elapsed, 3))
+        yield Control(kind=ControlKind.SNAPSHOT_END, source=meta, info={"rows": self.snapshot_rows})
+        yield Committed(lsn=position, token=_SnapshotToken(SnapshotCursor(len(TABLES), None), self.snapshot_rows))
+
+    def _stream(self, repl: ReplicationConnection) -> Iterator[ChangeEvent | Committed | None]:
+        decoder = pgoutput.PgOutputDecoder()
+        schema = self.config.schema_name
+        interval = self.config.heartbeat_interval_s
+        in_tx = False
+        lsn = 0
+        commit_ts = 0.0
+        xid = 0
+        seq = 0
+        last_end = 0
+        last_heartbeat = time.monotonic()
+        last_feedback = time.monotonic()
+        repl.feedback(0, reply=True)
+        while True:
+            raw = repl.read()
+            if raw is None:
+                now = time.monotonic()
+                if not in_tx and now - last_heartbeat >= interval:
+                    position = max(last_end, repl.server_position)
+                    beat = SourceMeta(lsn=position, commit_ts=time.time())
+                    yield Control(kind=ControlKind.HEARTBEAT, source=beat)
+                    yield Committed(lsn=position, commit_ts=beat.commit_ts)
+                    last_heartbeat = now
+                    repl.feedback(0, reply=True)  # ask for a keepalive: fresh server position
+                    last_feedback = now
+                elif now - last_feedback >= _KEEPALIVE_S:
+                    repl.feedback(0)
+                    last_feedback = now
+                yield None
+                repl.wait(max(0.0, interval - (time.monotonic() - last_heartbeat)))
+                continue
+            try:
+                msg = decoder.decode(raw.payload)
+            except pgoutput.PgOutputError as exc:
+                raise ReplicatorError(ErrorKind.MALFORMED_EVENT, f"undecodable WAL message: {exc}") from None
+            if isinstance(msg, pgoutput.Begin):
+                in_tx, lsn, commit_ts, xid, seq = True, msg.final_lsn, msg.commit_ts, msg.xid, 0
+            elif isinstance(msg, pgoutput.Commit):
+                in_tx = False
+                last_end = max(last_end, msg.end_lsn)
+                yield Committed(lsn=msg.end_lsn, commit_ts=msg.commit_ts)
+            elif isinstance(msg, pgoutput.Insert | pgoutput.Update | pgoutput.Delete):
+                relation = decoder.relations.get(msg.relation_oid)
+                if relation.namespace != schema or relation.name not in COLUMNS:
+                    continue
+                seq += 1
+                meta = SourceMeta(lsn=lsn, commit_ts=commit_ts, xid=xid, seq=seq, table=relation.name)
+                if isinstance(msg, pgoutput.Delete):
+                    row = decoder.row(msg.relation_oid, msg.old, key_only=msg.old_is_key)
+                    yield row_to_event(relation.name, Op.DELETE, row, meta)
+                    continue
+                row = decoder.row(msg.relation_oid, msg.new)
+                event = row_to_event(relation.name, Op.UPSERT, row, meta, _is_unchanged)
+                if event.unchanged and relation.name != "checkpoints":
+                    refetched = self._refetch(relation.name, row, meta)
+                    if refetched is None:
+                        continue  # the row is gone again: its delete follows in the stream
+                    event = refetched
+                yield event
+            elif isinstance(msg, pgoutput.Truncate):
+                names = [decoder.relations.get(oid).name for oid in msg.relation_oids if oid in decoder.relations]
+                if any(name in COLUMNS for name in names):
+                    raise ReplicatorError(
+                        ErrorKind.SOURCE_SETUP,
+                        f"TRUNCATE of {', '.join(names)} on the source: a truncate is not a LangGraph "
+                        "operation and is not replicated. Fix: empty the target too, then run "
+                        "`replicator reset --config FILE` and start again.",
+                    )
+
+    def _refetch(self, table: str, row: dict[str, Any], meta: SourceMeta) -> DataChange | None:
+        """A row whose bytea was not resent (unchanged TOAST): read its current version."""
+        from psycopg import sql
+
+        pk = PRIMARY_KEYS[table]
+        columns = COLUMNS[table]
+        query = sql.SQL("SELECT {} FROM {} WHERE ({}) = ({})").format(
+            sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+            sql.Identifier(self.config.schema_name, table),
+            sql.SQL(", ").join(sql.Identifier(c) for c in pk),
+            sql.SQL(", ").join(sql.Placeholder() * len(pk)),
+        )
+        found = self._side_conn().execute(query, tuple(row[c] for c in pk)).fetchone()
+        if found is None:
+            return None
+        return row_to_event(table, Op.UPSERT, dict(zip(columns, found, strict=True)), meta)
+
+    def confirm(self, committed: Committed) -> None:
+        token = committed.token
+        if isinstance(token, _SnapshotToken):
+            done = token.cursor.done
+            self.state.put(
+                SOURCE_STATE,
+                {
+                    "snapshot": _SNAPSHOT_DONE if done else "running",
+                    "cursor": None if done else token.cursor.to_json(),
+                    "position": committed.lsn,
+                    "rows": token.rows,
+                    "total": self.snapshot_total,
+                },
+            )
+            return
+        if self._repl is not None and committed.lsn:
+            self._repl.feedback(committed.lsn)
+
+    # -- saver view ---------------------------------------------------------------------------
+
+    def saver(self) -> PostgresSaver:
+        from psycopg.rows import dict_row
+
+        if self._saver_conn is None or self._saver_conn.closed:
+            self._saver_conn = psycopg.connect(self._dsn, autocommit=True, prepare_threshold=0, row_factory=dict_row)
+            if self.config.schema_name != "public":
+                self._saver_conn.execute(f'SET search_path TO "{self.config.schema_name}"')
+        return PostgresSaver(self._saver_conn)  # type: ignore[arg-type]
+
+    def thread_ids(self) -> Iterable[str]:
+        from psycopg import sql
+
+        conn = self._side_conn()
+        query = sql.SQL("SELECT thread_id FROM {} UNION SELECT thread_id FROM {} ORDER BY 1").format(
+            sql.Identifier(self.config.schema_name, "checkpoints"),
+            sql.Identifier(self.config.schema_name, "checkpoint_writes"),
+        )
+        for (thread_id,) in conn.execute(query).fetchall():
+            yield thread_id
+
+    def close(self) -> None:
+        for closer in (self._repl, self._side, self._saver_conn):
+            if closer is not None:
+                try:
+                    closer.close()
+                except Exception:  # noqa: BLE001 - closing must not mask the error that led here
+                    pass
+        self._repl = self._side = self._saver_conn = None
+
+
+def _is_unchanged(value: object) -> bool:
+    return value is pgoutput.UNCHANGED_TOAST

@@ -1,0 +1,166 @@
+"""The long-lived process: one publisher and one applier per target, each supervised.
+
+A stage that fails with a retryable error (connection lost, broker away, throttled target) is
+rebuilt from its persisted position after a jittered backoff; nothing it did not confirm is
+lost because confirmation always trails durability. A fatal error (bad setup, lost slot,
+malformed event) stops the whole daemon with a message that says what to do. SIGTERM and
+SIGINT stop it cleanly: the publisher flushes and confirms, the appliers commit.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+from tenacity import wait_exponential_jitter
+
+from connectors.registry import make_sink, make_source, state_dsn
+from replicator.applier import Applier
+from replicator.config import Config
+from replicator.errors import ReplicatorError, Retry
+from replicator.publisher import Publisher
+from replicator.redact import redact
+from replicator.state import PostgresStateStore, StateStore
+
+log = structlog.get_logger("replicator.daemon")
+
+
+class Stage(Protocol):
+    def run(self, stop: threading.Event) -> None: ...
+
+
+@dataclass
+class StageStatus:
+    name: str
+    state: str = "starting"  # starting, running, retrying, stopped, failed
+    restarts: int = 0
+    last_error: str | None = None
+    stage: Any = None
+
+
+@dataclass
+class Daemon:
+    config: Config
+    state: StateStore | None = None
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    stages: dict[str, StageStatus] = field(default_factory=dict)
+    fatal: ReplicatorError | None = None
+
+    def preflight(self) -> None:
+        """Fail fast, before any thread starts, on everything an operator must fix."""
+        from replicator import kafka
+
+        state = self._state()
+        source = make_source(self.config.source, state)
+        try:
+            source.check()
+        finally:
+            source.close()
+        kafka.ensure_topic(self.config.kafka)
+        for target in self.config.targets:
+            sink = make_sink(target)
+            try:
+                sink.check()
+            finally:
+                sink.close()
+
+    def _state(self) -> StateStore:
+        if self.state is None:
+            self.state = PostgresStateStore(state_dsn(self.config))
+        return self.state
+
+    def run(self, install_signals: bool = True) -> int:
+        """Run until stopped; 0 after a clean stop, 1 after a fatal error."""
+        if install_signals:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: self.stop_event.set())
+        self.preflight()
+        state = self._state()
+        threads = [
+            threading.Thread(
+                target=self._supervise,
+                name="publisher",
+                args=("publisher", lambda: self._publisher(state)),
+                daemon=True,
+            )
+        ]
+        for target in self.config.targets:
+            threads.append(
+                threading.Thread(
+                    target=self._supervise,
+                    name=f"applier:{target.name}",
+                    args=(f"applier:{target.name}", lambda t=target: self._applier(state, t)),
+                    daemon=True,
+                )
+            )
+        log.info("daemon started", targets=[t.name for t in self.config.targets], topic=self.config.kafka.topic)
+        for thread in threads:
+            thread.start()
+        while not self.stop_event.is_set():
+            self.stop_event.wait(0.5)
+        for thread in threads:
+            thread.join(timeout=60)
+        log.info("daemon stopped", fatal=str(self.fatal) if self.fatal else None)
+        return 1 if self.fatal else 0
+
+    def _publisher(self, state: StateStore) -> tuple[Stage, Callable[[], None]]:
+        source = make_source(self.config.source, state)
+        publisher = Publisher(
+            source, self.config.kafka, state, flush_interval_s=self.config.source.flush_interval_s
+        )
+        return publisher, source.close
+
+    def _applier(self, state: StateStore, target: Any) -> tuple[Stage, Callable[[], None]]:
+        sink = make_sink(target)
+        applier = Applier(sink, self.config.kafka, state, batch_events=target.batch_events)
+        return applier, sink.close
+
+    def _supervise(self, name: str, build: Callable[[], tuple[Stage, Callable[[], None]]]) -> None:
+        status = self.stages.setdefault(name, StageStatus(name))
+        wait = wait_exponential_jitter(initial=0.5, max=30)
+        attempt = 0
+        while not self.stop_event.is_set():
+            close: Callable[[], None] | None = None
+            try:
+                stage, close = build()
+                status.stage = stage
+                status.state = "running"
+                stage.run(self.stop_event)
+                status.state = "stopped"
+                return
+            except ReplicatorError as exc:
+                status.last_error = redact(str(exc))
+                if exc.retry is Retry.NO:
+                    status.state = "failed"
+                    self.fatal = exc
+                    log.error("stage failed; stopping", stage=name, kind=exc.kind.value, error=status.last_error)
+                    self.stop_event.set()
+                    return
+                log.warning("stage interrupted; retrying", stage=name, kind=exc.kind.value, error=status.last_error)
+            except Exception as exc:  # noqa: BLE001 - unknown errors are retried, loudly
+                status.last_error = redact(f"{type(exc).__name__}: {exc}")
+                log.exception("stage crashed; retrying", stage=name, error=status.last_error)
+            finally:
+                if close is not None:
+                    try:
+                        close()
+                    except Exception:  # noqa: BLE001
+                        pass
+            attempt += 1
+            status.restarts += 1
+            status.state = "retrying"
+            delay = wait(_RetryState(attempt))
+            self.stop_event.wait(delay)
+            time.sleep(0)
+
+
+@dataclass
+class _RetryState:
+    """The one attribute tenacity's wait strategies read."""
+
+    attempt_number: int

@@ -1,0 +1,174 @@
+"""Source to Kafka. A source position is confirmed only after Kafka acknowledged every event
+before it (invariant 2), so a crash anywhere replays from the source and never skips.
+
+Events are keyed by thread id, so one thread's changes share a partition in commit order;
+control events (heartbeat, snapshot start and end) go to every partition, so each partition's
+consumer learns how far the source has been read. Memory is bounded: at most
+``max_pending_bytes`` of unacknowledged records exist before the publisher waits for acks.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from kafka.errors import KafkaError
+
+from connectors.base import Source
+from replicator import codec, kafka
+from replicator.config import KafkaConfig
+from replicator.errors import ErrorKind, ReplicatorError
+from replicator.events import Committed, Control
+from replicator.faults import fault_point
+from replicator.state import PUBLISHER_STATE, StateStore
+
+log = structlog.get_logger("replicator.publisher")
+
+
+@dataclass
+class PublisherStats:
+    events: int = 0
+    records: int = 0
+    bytes: int = 0
+    confirmed_lsn: int = 0
+    confirmed_commit_ts: float = 0.0
+    produced: dict[int, int] = field(default_factory=dict)  # partition -> next offset (from acks)
+    partitions: list[int] = field(default_factory=list)
+
+
+class Publisher:
+    def __init__(
+        self,
+        source: Source,
+        config: KafkaConfig,
+        state: StateStore,
+        *,
+        flush_interval_s: float = 0.05,
+        max_pending_bytes: int = 32 * 1024 * 1024,
+        state_interval_s: float = 1.0,
+    ) -> None:
+        self.source = source
+        self.config = config
+        self.state = state
+        self.flush_interval_s = flush_interval_s
+        self.max_pending_bytes = max_pending_bytes
+        self.state_interval_s = state_interval_s
+        self.stats = PublisherStats()
+        saved = state.get(PUBLISHER_STATE) or {}
+        self.stats.produced = {int(k): int(v) for k, v in (saved.get("produced") or {}).items()}
+        self._pending: list[Any] = []
+        self._pending_bytes = 0
+        self._commit: Committed | None = None
+        self._last_state_write = 0.0
+
+    def run(self, stop: threading.Event) -> None:
+        kafka.ensure_topic(self.config)
+        producer = kafka.producer(self.config)
+        try:
+            partitions = producer.partitions_for(self.config.topic)
+            if not partitions:
+                raise ReplicatorError(ErrorKind.BROKER_UNREACHABLE, f"topic {self.config.topic!r} has no partitions")
+            self.stats.partitions = sorted(partitions)
+            last_flush = time.monotonic()
+            for item in self.source.stream():
+                if item is None:
+                    if self._pending or self._commit is not None:
+                        self._flush(producer)
+                        last_flush = time.monotonic()
+                    if stop.is_set():
+                        break
+                    continue
+                if isinstance(item, Committed):
+                    self._commit = item
+                    if time.monotonic() - last_flush >= self.flush_interval_s:
+                        self._flush(producer)
+                        last_flush = time.monotonic()
+                    if stop.is_set():
+                        self._flush(producer)
+                        break
+                    continue
+                fault_point("publisher.before_produce")
+                if isinstance(item, Control):
+                    for record in codec.encode(item, self.config.max_message_bytes):
+                        for partition in self.stats.partitions:
+                            self._send(producer, record, partition)
+                else:
+                    self.stats.events += 1
+                    for record in codec.encode(item, self.config.max_message_bytes):
+                        self._send(producer, record, None)
+                if self._pending_bytes >= self.max_pending_bytes:
+                    self._flush(producer)
+                    last_flush = time.monotonic()
+            self._flush(producer)
+        finally:
+            self._write_state(force=True)
+            try:
+                producer.close(timeout=5)
+            except Exception:  # noqa: BLE001 - closing must not mask the error that led here
+                pass
+
+    def _send(self, producer: Any, record: codec.Record, partition: int | None) -> None:
+        try:
+            future = producer.send(
+                self.config.topic, key=record.key, value=record.value, headers=record.headers, partition=partition
+            )
+        except KafkaError as exc:
+            raise ReplicatorError(ErrorKind.BROKER_UNREACHABLE, f"cannot produce to Kafka: {exc}") from None
+        self._pending.append(future)
+        self._pending_bytes += len(record.value)
+        self.stats.records += 1
+        self.stats.bytes += len(record.value)
+
+    def _flush(self, producer: Any) -> None:
+        """Wait for every ack, then confirm the last complete source unit."""
+        try:
+            producer.flush(timeout=self.config.request_timeout_ms / 1000 * 4)
+        except KafkaError as exc:
+            raise ReplicatorError(ErrorKind.BROKER_UNREACHABLE, f"Kafka did not acknowledge: {exc}") from None
+        fault_point("publisher.after_produce")
+        for future in self._pending:
+            if not future.is_done:
+                raise ReplicatorError(ErrorKind.BROKER_UNREACHABLE, "Kafka did not acknowledge in time")
+            if future.failed():
+                raise ReplicatorError(
+                    ErrorKind.BROKER_UNREACHABLE, f"Kafka refused a record: {future.exception!r}"
+                )
+            meta = future.value
+            if meta.offset + 1 > self.stats.produced.get(meta.partition, 0):
+                self.stats.produced[meta.partition] = meta.offset + 1
+        self._pending.clear()
+        self._pending_bytes = 0
+        if self._commit is not None:
+            fault_point("publisher.before_confirm")
+            self.source.confirm(self._commit)
+            self.stats.confirmed_lsn = max(self.stats.confirmed_lsn, self._commit.lsn)
+            if self._commit.commit_ts:
+                self.stats.confirmed_commit_ts = self._commit.commit_ts
+            self._commit = None
+        self._write_state()
+
+    def _write_state(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_state_write < self.state_interval_s:
+            return
+        self._last_state_write = now
+        try:
+            self.state.put(
+                PUBLISHER_STATE,
+                {
+                    "produced": {str(p): o for p, o in self.stats.produced.items()},
+                    "partitions": self.stats.partitions,
+                    "confirmed_lsn": self.stats.confirmed_lsn,
+                    "confirmed_commit_ts": self.stats.confirmed_commit_ts,
+                    "events": self.stats.events,
+                    "updated_at": time.time(),
+                },
+            )
+        except ReplicatorError as exc:
+            if force:
+                log.warning("could not save publisher position", error=str(exc))
+            else:
+                raise

@@ -1,0 +1,80 @@
+"""Shared fixtures: real, throwaway services started lazily (a test that uses none starts none).
+
+Fixture names are a contract other test modules code against: ``pg``, ``pg_dsn``, ``broker``,
+``kafka_topic``, ``moto``, ``dynamo_table``, ``s3_bucket``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from replicator.embedded import (
+    EmbeddedBroker,
+    EmbeddedMoto,
+    EmbeddedPostgres,
+    create_dynamodb_table,
+    create_s3_bucket,
+)
+
+
+def _unique(prefix: str, sep: str = "_") -> str:
+    return f"{prefix}{sep}{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[EmbeddedPostgres]:
+    """One Postgres cluster (wal_level=logical) for the session; tests get their own databases."""
+    with EmbeddedPostgres() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_dsn(pg: EmbeddedPostgres) -> Iterator[str]:
+    """A fresh database for this test; dropped afterwards together with its replication slots."""
+    name = _unique("t")
+    dsn = pg.create_database(name)
+    try:
+        yield dsn
+    finally:
+        pg.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[EmbeddedBroker]:
+    """One Kafka-protocol broker (Tansu, memory storage) for the session."""
+    with EmbeddedBroker() as server:
+        yield server
+
+
+@pytest.fixture
+def kafka_topic() -> str:
+    """A unique topic name, not created: the code under test (or auto-creation) makes it."""
+    return _unique("t", "-")
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[EmbeddedMoto]:
+    """moto's server for the session, with dummy AWS credentials in os.environ while it runs."""
+    with EmbeddedMoto() as server, pytest.MonkeyPatch.context() as mp:
+        for key, value in server.aws_env().items():
+            mp.setenv(key, value)
+        yield server
+
+
+@pytest.fixture
+def dynamo_table(moto: EmbeddedMoto) -> str:
+    """A new DynamoDB table (PK hash, SK range, strings) on moto."""
+    name = _unique("t", "-")
+    create_dynamodb_table(moto.endpoint_url, name)
+    return name
+
+
+@pytest.fixture
+def s3_bucket(moto: EmbeddedMoto) -> str:
+    """A new, empty S3 bucket on moto."""
+    name = _unique("t", "-")
+    create_s3_bucket(moto.endpoint_url, name)
+    return name
