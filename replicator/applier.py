@@ -57,14 +57,11 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             self.applier.reassemblers.pop(tp, None)
 
     def on_partitions_assigned(self, assigned: Any) -> None:
-        # Restart every assigned partition from its committed offset: pieces of a split event
-        # held in memory belong to the previous assignment.
-        consumer = self.applier.consumer
+        # The consumer restarts newly assigned partitions from their committed offsets (eager
+        # rebalance); pieces of a split event held in memory belong to the previous assignment.
+        # Runs on kafka-python's IO thread: it must not call blocking consumer APIs.
         for tp in assigned:
             self.applier.reassemblers.pop(tp, None)
-            committed = consumer.committed(tp) if consumer is not None else None
-            if committed is not None and consumer is not None:
-                consumer.seek(tp, committed)
 
 
 class Applier:

@@ -394,7 +394,12 @@ class EmbeddedPostgres(_Service):
         _wait_until(self._connectable, service=f"Postgres on port {self.port}", log=self.log_file)
 
     def restart(self, mode: str = "fast") -> None:
-        """pg_ctl restart on the same port and data; returns once it accepts connections again."""
+        """pg_ctl restart on the same port and data; returns once it accepts connections again.
+
+        Real shutdown semantics: in "fast" mode Postgres waits for each walsender to deliver the
+        shutdown checkpoint, so a replication client that stopped reading stalls the restart
+        (pg_ctl gives up after 60 s). Use mode="immediate" to simulate a crash.
+        """
         if self._tmp is None:
             self.start()
             return
@@ -408,20 +413,28 @@ class EmbeddedPostgres(_Service):
         self._wait_ready()
 
     def stop(self, mode: str = "fast") -> None:
-        """Stop the server and delete the cluster; safe to call twice or after a failed start."""
+        """Stop the server and delete the cluster; safe to call twice or after a failed start.
+
+        A fast shutdown waits for walsenders to hand the shutdown checkpoint to their clients, and
+        a client that stopped reading would hold it for ever. The cluster is deleted anyway, so
+        walsenders are terminated first, and an immediate shutdown follows a bounded wait.
+        """
         try:
+            if self._running and mode != "immediate":
+                with contextlib.suppress(psycopg.Error), self.connect() as conn:
+                    conn.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE backend_type = 'walsender'"
+                    )
             if (
                 self._tmp is not None
                 and self._bin is not None
                 and (self._tmp / "data" / "postmaster.pid").exists()
             ):
-                proc = self._run(
-                    "pg_ctl", "stop", "-D", str(self._tmp / "data"), "-m", mode, "-w", check=False
-                )
+                data = str(self._tmp / "data")
+                proc = self._run("pg_ctl", "stop", "-D", data, "-m", mode, "-w", "-t", "15", check=False)
                 if proc.returncode != 0 and mode != "immediate":
-                    self._run(
-                        "pg_ctl", "stop", "-D", str(self._tmp / "data"), "-m", "immediate", "-w", check=False
-                    )
+                    self._run("pg_ctl", "stop", "-D", data, "-m", "immediate", "-w", check=False)
         finally:
             self._running = False
             if self._tmp is not None:

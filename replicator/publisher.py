@@ -48,7 +48,7 @@ class Publisher:
         *,
         flush_interval_s: float = 0.05,
         max_pending_bytes: int = 32 * 1024 * 1024,
-        state_interval_s: float = 1.0,
+        state_interval_s: float = 0.25,
     ) -> None:
         self.source = source
         self.config = config

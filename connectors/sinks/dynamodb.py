@@ -67,8 +67,6 @@ from tenacity import (
     RetryCallState,
     Retrying,
     retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
     wait_random_exponential,
 )
 
@@ -322,6 +320,8 @@ class _Plan:
     deleted_threads: set[str] = field(default_factory=set)
     # Blob lookups answered from before the batch (cache hits and the one BatchGetItem).
     prebatch: dict[BlobRef, Blob | _Absent] = field(default_factory=dict)
+    # What each thread deleted in this batch had in the target before it.
+    existing: dict[str, _Existing] = field(default_factory=dict)
     # Cache changes, applied in order once the batch is durable.
     cache_ops: list[tuple[str, Any, Any]] = field(default_factory=list)
 
@@ -376,7 +376,13 @@ class DynamoDBSink:
     ``missing_payloads`` counts unchanged-TOAST updates whose stored checkpoint was absent.
     """
 
-    max_attempts = 8  # tenacity attempts per request, on top of botocore's own retries
+    # Retry bounds. botocore retries throttling, 5xx and connection errors itself (adaptive mode,
+    # client-side rate limiting); on top of that, tenacity retries partial batches (UnprocessedItems
+    # / UnprocessedKeys) up to ``max_attempts`` times and errors botocore gave up on a few more
+    # times, all with jittered exponential backoff and an overall deadline per request.
+    botocore_max_attempts = 10
+    max_attempts = 10
+    max_error_attempts = 3
     max_retry_seconds = 120.0
     backoff_max = 5.0
     concurrency = 8
@@ -404,7 +410,7 @@ class DynamoDBSink:
         self.cache = _BlobCache(blob_cache_bytes)
 
         self._config = Config(
-            retries={"mode": "adaptive", "max_attempts": 10},
+            retries={"mode": "adaptive", "max_attempts": self.botocore_max_attempts},
             connect_timeout=10,
             read_timeout=60,
             tcp_keepalive=True,
@@ -493,7 +499,7 @@ class DynamoDBSink:
         if not events:
             return
         plan = _Plan()
-        self._prefetch_blobs(plan, events)
+        self._prefetch(plan, events)
         for event in events:
             if isinstance(event, CheckpointChange):
                 self._plan_checkpoint(plan, event)
@@ -574,8 +580,9 @@ class DynamoDBSink:
 
     # ------------------------------------------------------------------ planning
 
-    def _prefetch_blobs(self, plan: _Plan, events: Sequence[DataChange]) -> None:
-        """Answer, before planning, every blob lookup that must be read as of before the batch."""
+    def _prefetch(self, plan: _Plan, events: Sequence[DataChange]) -> None:
+        """Read, before planning, all the batch needs from the target as it was before the batch:
+        referenced blobs (cache, then one BatchGetItem) and what deleted threads hold."""
         touched: set[BlobRef] = set()
         deleted: set[str] = set()
         wanted: set[BlobRef] = set()
@@ -598,6 +605,8 @@ class DynamoDBSink:
                         plan.prebatch[ref] = cached
                     else:
                         wanted.add(ref)
+        if deleted:
+            plan.existing = self._existing_items(sorted(deleted))
         if wanted:
             found = self._read_blobs(sorted(wanted))
             for ref in wanted:
@@ -698,29 +707,33 @@ class DynamoDBSink:
         inline = skeleton.get("channel_values") or {}
         values: dict[str, Any] = dict(inline)
         updated = set(skeleton.get("updated_channels") or ())
+        missing: dict[str, str] = {}
         for channel, version in (skeleton.get("channel_versions") or {}).items():
             blob = self._resolve_blob(plan, (t, ns, channel, _version_text(version)))
             if blob is ABSENT:
-                # PostgresSaver writes no blob for a primitive (inline) value nor for an empty
-                # channel (a consumed trigger, __start__ after step -1, ...), so an absent blob is
-                # normal. A channel updated by this very checkpoint but without value is not.
+                # PostgresSaver writes no blob for a primitive (inline) value nor for a channel
+                # without value (a consumed trigger, __start__ after step -1, ...), so an absent
+                # blob is normal and cannot be told from a lost one in general. A channel this
+                # very checkpoint updated but that has no value is suspicious (an UntrackedValue
+                # channel is the one legitimate case), so that is what gets counted.
                 if channel not in inline and channel in updated:
-                    self.missing_blobs += 1
-                    _log.warning(
-                        "blob referenced by a checkpoint not found; checkpoint written without it "
-                        "(expected only when replaying after the thread was deleted)",
-                        sink=self.name,
-                        thread_id=t,
-                        checkpoint_ns=ns,
-                        checkpoint_id=cid,
-                        channel=channel,
-                        version=_version_text(version),
-                    )
+                    missing[channel] = _version_text(version)
                 continue
             type_, data = blob
             if type_ == "empty":
                 continue
             values[channel] = self._splice(type_, data, t, ns, cid, channel)
+        if missing:
+            self.missing_blobs += len(missing)
+            _log.warning(
+                "blobs referenced by a checkpoint not found; checkpoint written without them "
+                "(expected when a replay re-applies a checkpoint of a thread deleted later)",
+                sink=self.name,
+                thread_id=t,
+                checkpoint_ns=ns,
+                checkpoint_id=cid,
+                channels=missing,
+            )
         return {**skeleton, "channel_values": values}
 
     @staticmethod
@@ -827,7 +840,7 @@ class DynamoDBSink:
     def _plan_thread_deletion(self, plan: _Plan, thread_id: str) -> None:
         t = thread_id
         if t not in plan.deleted_threads:
-            existing = self._existing_items(t)
+            existing = plan.existing.get(t) or self._existing_items([t])[t]
             for key in existing.items:
                 plan.delete(t, key)
             for s3_key in existing.s3_keys:
@@ -881,9 +894,8 @@ class DynamoDBSink:
         """Blob state for ``refs`` (absent ones left out): BatchGetItem, plus S3 for offloaded."""
         by_key = {(blob_pk(r[0]), blob_sk(r[1], r[2], r[3])): r for r in refs}
         keys = [_key(pk, sk) for pk, sk in by_key]
-        items: list[Item] = []
-        for start in range(0, len(keys), _BATCH_GET_KEYS):
-            items.extend(self._batch_get(keys[start : start + _BATCH_GET_KEYS]))
+        chunks = [keys[start : start + _BATCH_GET_KEYS] for start in range(0, len(keys), _BATCH_GET_KEYS)]
+        items = [item for chunk in self._map(self._batch_get, chunks) for item in chunk]
         found: dict[BlobRef, Blob] = {}
         offloaded: list[tuple[BlobRef, str, str]] = []
         for item in items:
@@ -993,37 +1005,50 @@ class DynamoDBSink:
         data = self._read_payload(meta)
         return None if data is None else (meta["type"]["S"], data)
 
-    def _existing_items(self, t: str) -> _Existing:
-        """Every item and S3 object the thread has in the target, for a ThreadDeletion."""
-        found = _Existing()
-        checkpoints: set[tuple[str, str]] = set()
-        for item in self._query(checkpoint_pk(t), "PK, SK, id, ns, ref_loc, ref_key"):
-            found.items.append((item["PK"]["S"], item["SK"]["S"]))
-            ns, cid = item["ns"]["S"], item["id"]["S"]
-            checkpoints.add((ns, cid))
-            found.items.append((checkpoint_chunk_pk(t, ns, cid), "CHUNK"))
-            if self.s3_bucket:
-                found.s3_keys.append(self._s3_full(checkpoint_s3_key(t, ns, cid)))
-        for item in self._query(writes_index_pk(t), "PK, SK"):
-            found.items.append((item["PK"]["S"], item["SK"]["S"]))
-            ns, cid = json.loads(item["SK"]["S"])
-            checkpoints.add((ns, cid))
+    def _existing_items(self, threads: Sequence[str]) -> dict[str, _Existing]:
+        """Every item and S3 object each thread has in the target, for ThreadDeletions.
 
-        def writes_of(ns_cid: tuple[str, str]) -> list[Item]:
-            return self._query(writes_pk(t, *ns_cid), "PK, SK, task_id, idx, ref_loc, ref_key")
+        Two rounds of parallel queries: each thread's checkpoint, write-index and blob-state
+        partitions, then the WRITES_ partition of every checkpoint found.
+        """
+        found = {t: _Existing() for t in threads}
+        checkpoints: set[tuple[str, str, str]] = set()
+        partitions = [(t, kind) for t in threads for kind in ("checkpoints", "index", "blobs")]
+
+        def read_partition(arg: tuple[str, str]) -> list[Item]:
+            t, kind = arg
+            if kind == "checkpoints":
+                return self._query(checkpoint_pk(t), "PK, SK, id, ns")
+            if kind == "index":
+                return self._query(writes_index_pk(t), "PK, SK")
+            return self._query(blob_pk(t), "PK, SK, s3_key")
+
+        for (t, kind), items in zip(partitions, self._map(read_partition, partitions), strict=True):
+            for item in items:
+                found[t].items.append((item["PK"]["S"], item["SK"]["S"]))
+                if kind == "checkpoints":
+                    ns, cid = item["ns"]["S"], item["id"]["S"]
+                    checkpoints.add((t, ns, cid))
+                    found[t].items.append((checkpoint_chunk_pk(t, ns, cid), "CHUNK"))
+                    if self.s3_bucket:
+                        found[t].s3_keys.append(self._s3_full(checkpoint_s3_key(t, ns, cid)))
+                elif kind == "index":
+                    ns, cid = json.loads(item["SK"]["S"])
+                    checkpoints.add((t, ns, cid))
+                elif "s3_key" in item and self.s3_bucket:
+                    found[t].s3_keys.append(item["s3_key"]["S"])
+
+        def writes_of(ref: tuple[str, str, str]) -> list[Item]:
+            return self._query(writes_pk(*ref), "PK, SK, task_id, idx")
 
         ordered = sorted(checkpoints)
-        for (ns, cid), writes in zip(ordered, self._map(writes_of, ordered), strict=True):
+        for (t, ns, cid), writes in zip(ordered, self._map(writes_of, ordered), strict=True):
             for item in writes:
-                found.items.append((item["PK"]["S"], item["SK"]["S"]))
+                found[t].items.append((item["PK"]["S"], item["SK"]["S"]))
                 task, idx = item["task_id"]["S"], int(item["idx"]["N"])
-                found.items.append((write_chunk_pk(t, ns, cid, task, idx), "CHUNK"))
+                found[t].items.append((write_chunk_pk(t, ns, cid, task, idx), "CHUNK"))
                 if self.s3_bucket:
-                    found.s3_keys.append(self._s3_full(write_s3_key(t, ns, cid, task, idx)))
-        for item in self._query(blob_pk(t), "PK, SK, s3_key"):
-            found.items.append((item["PK"]["S"], item["SK"]["S"]))
-            if "s3_key" in item and self.s3_bucket:
-                found.s3_keys.append(item["s3_key"]["S"])
+                    found[t].s3_keys.append(self._s3_full(write_s3_key(t, ns, cid, task, idx)))
         return found
 
     def _s3_get(self, key: str) -> bytes | None:
@@ -1159,8 +1184,15 @@ class DynamoDBSink:
                 error=str(exc),
             )
 
+        def stop(state: RetryCallState) -> bool:
+            outcome = state.outcome
+            partial_batch = outcome is not None and isinstance(outcome.exception(), _Unprocessed)
+            limit = self.max_attempts if partial_batch else self.max_error_attempts
+            elapsed = state.seconds_since_start or 0.0
+            return state.attempt_number >= limit or elapsed >= self.max_retry_seconds
+
         retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts) | stop_after_delay(self.max_retry_seconds),
+            stop=stop,
             wait=wait_random_exponential(multiplier=0.05, max=self.backoff_max),
             retry=retry_if_exception(_transient),
             before_sleep=before_sleep,
@@ -1192,7 +1224,7 @@ class DynamoDBSink:
             if code in _THROTTLE_CODES:
                 return ReplicatorError(
                     ErrorKind.TARGET_THROTTLED,
-                    f"{detail} (still throttled after {self.max_attempts} attempts); raise the "
+                    f"{detail} (still throttled after retries); raise the "
                     "table's capacity or use on-demand billing",
                 )
             if _status(exc) >= 500:

@@ -1,0 +1,157 @@
+"""Running the real daemon as a separate process, the way an operator runs it.
+
+A subprocess is what lets the tests SIGKILL it at any moment. Waiting is always bounded polling
+of real state (the persisted positions), never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from replicator.config import Config, load_config
+from replicator.state import PostgresStateStore
+from replicator.status import collect, source_head
+
+
+def write_config(
+    path: Path,
+    *,
+    dsn: str,
+    bootstrap: str,
+    topic: str,
+    endpoint: str,
+    table: str,
+    bucket: str | None,
+    partitions: int = 4,
+    extra_source: str = "",
+) -> Path:
+    suffix = uuid.uuid4().hex[:8]
+    bucket_line = f's3_bucket = "{bucket}"' if bucket else ""
+    path.write_text(
+        f"""
+[source]
+kind = "postgres"
+dsn = "{dsn}"
+slot = "lgr_{suffix}"
+publication = "lgr_{suffix}"
+heartbeat_interval_s = 0.3
+{extra_source}
+
+[kafka]
+bootstrap_servers = "{bootstrap}"
+topic = "{topic}"
+partitions = {partitions}
+group_prefix = "g-{suffix}"
+session_timeout_ms = 6000
+
+[[targets]]
+name = "dynamo"
+kind = "dynamodb"
+table = "{table}"
+region = "us-east-1"
+endpoint_url = "{endpoint}"
+{bucket_line}
+
+[log]
+format = "json"
+level = "info"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "replicator.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@dataclass
+class DaemonProcess:
+    config_path: Path
+    log_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    runs: int = 0
+
+    def start(self, **env: str) -> None:
+        self.runs += 1
+        self.stderr_path = self.log_dir / f"daemon-{self.runs}.log"
+        self._stderr = self.stderr_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "replicator.cli", "run", "--config", str(self.config_path)],
+            stdout=self._stderr,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env, **env},
+        )
+
+    def kill(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        return self.wait()
+
+    def terminate(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        code = self.proc.wait(timeout=timeout)
+        self._stderr.close()
+        return code
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def output(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("daemon-*.log")))
+
+    def stop(self) -> None:
+        if self.alive():
+            self.kill()
+
+
+def wait_caught_up(config: Config, daemon: DaemonProcess | None = None, timeout: float = 180) -> dict[str, Any]:
+    """Poll the persisted positions until every target applied what the source had now."""
+    head, slot = source_head(config)
+    state = PostgresStateStore(config.source.dsn.get_secret_value(), create=False)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            report = collect(config, state, head, slot)
+            if report["caught_up"]:
+                return report
+            if daemon is not None and not daemon.alive():
+                raise AssertionError(f"daemon exited with {daemon.proc.returncode if daemon.proc else None}:\n"
+                                     f"{daemon.output()[-4000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not caught up after {timeout}s: {report}")
+            time.sleep(0.2)
+    finally:
+        state.close()
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def load(path: Path) -> Config:
+    return load_config(path)
