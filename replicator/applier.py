@@ -48,7 +48,7 @@ class ApplierStats:
     last_batch_seconds: float = 0.0
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, applier: Applier) -> None:
         self.applier = applier
 
@@ -104,7 +104,7 @@ class Applier:
         finally:
             try:
                 self.consumer.close(autocommit=False)
-            except Exception:  # noqa: BLE001 - closing must not mask the error that led here
+            except Exception:
                 pass
             self.consumer = None
 
@@ -122,7 +122,8 @@ class Applier:
                     event = reassembler.feed(record.offset, record.value, record.headers)
                 except ReplicatorError as exc:
                     raise ReplicatorError(
-                        exc.kind, f"{exc} (topic {tp.topic}, partition {tp.partition}, offset {record.offset})"
+                        exc.kind,
+                        f"{exc} (topic {tp.topic}, partition {tp.partition}, offset {record.offset})",
                     ) from None
                 if event is None:
                     continue

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import click
 
@@ -48,7 +48,9 @@ _config_option = click.option(
 
 @cli.command()
 @_config_option
-@click.option("--log-format", type=click.Choice(["json", "console"]), default=None, help="Overrides [log] format.")
+@click.option(
+    "--log-format", type=click.Choice(["json", "console"]), default=None, help="Overrides [log] format."
+)
 def run(config_path: str, log_format: str | None) -> None:
     """Run the replication daemon until SIGTERM or SIGINT."""
     from replicator import logs
@@ -76,7 +78,9 @@ def check(config_path: str) -> None:
 @cli.command()
 @_config_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--wait", "wait_s", type=float, default=0.0, help="Poll until caught up, at most this many seconds.")
+@click.option(
+    "--wait", "wait_s", type=float, default=0.0, help="Poll until caught up, at most this many seconds."
+)
 def status(config_path: str, as_json: bool, wait_s: float) -> None:
     """Positions and lag of every stage; caught_up when every target applied what the source had."""
     from replicator.status import collect, source_head
@@ -157,7 +161,9 @@ def reset(config_path: str, yes: bool) -> None:
             (config.source.slot,),
         )
         conn.execute(f"DROP TABLE IF EXISTS {STATE_SCHEMA}.state")
-    click.echo(f"dropped slot {config.source.slot!r} and saved positions; the next run starts with a full copy")
+    click.echo(
+        f"dropped slot {config.source.slot!r} and saved positions; the next run starts with a full copy"
+    )
 
 
 @cli.command()
@@ -182,7 +188,7 @@ def main() -> None:
         _fail(str(exc))
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
+    except Exception as exc:
         _fail(f"unexpected {type(exc).__name__}: {exc}")
 
 

@@ -25,7 +25,7 @@ _CHUNK_HEADER = "lgr-chunk"
 _RECORD_OVERHEAD = 4096
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder: msgspec.msgpack.Decoder[ChangeEvent] = msgspec.msgpack.Decoder(ChangeEvent)  # type: ignore[arg-type]
+_decoder: msgspec.msgpack.Decoder[ChangeEvent] = msgspec.msgpack.Decoder(ChangeEvent)
 
 Headers = list[tuple[str, bytes]]
 

@@ -9,6 +9,7 @@ SIGINT stop it cleanly: the publisher flushes and confirms, the appliers commit.
 
 from __future__ import annotations
 
+import random
 import signal
 import threading
 import time
@@ -17,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
-from tenacity import wait_exponential_jitter
 
 from connectors.registry import make_sink, make_source, state_dsn
 from replicator.applier import Applier
@@ -28,6 +28,8 @@ from replicator.redact import redact
 from replicator.state import PostgresStateStore, StateStore
 
 log = structlog.get_logger("replicator.daemon")
+
+_HEALTHY_RUN_S = 60.0
 
 
 class Stage(Protocol):
@@ -98,7 +100,9 @@ class Daemon:
                     daemon=True,
                 )
             )
-        log.info("daemon started", targets=[t.name for t in self.config.targets], topic=self.config.kafka.topic)
+        log.info(
+            "daemon started", targets=[t.name for t in self.config.targets], topic=self.config.kafka.topic
+        )
         for thread in threads:
             thread.start()
         while not self.stop_event.is_set():
@@ -122,10 +126,10 @@ class Daemon:
 
     def _supervise(self, name: str, build: Callable[[], tuple[Stage, Callable[[], None]]]) -> None:
         status = self.stages.setdefault(name, StageStatus(name))
-        wait = wait_exponential_jitter(initial=0.5, max=30)
         attempt = 0
         while not self.stop_event.is_set():
             close: Callable[[], None] | None = None
+            started = time.monotonic()
             try:
                 stage, close = build()
                 status.stage = stage
@@ -138,29 +142,31 @@ class Daemon:
                 if exc.retry is Retry.NO:
                     status.state = "failed"
                     self.fatal = exc
-                    log.error("stage failed; stopping", stage=name, kind=exc.kind.value, error=status.last_error)
+                    log.error(
+                        "stage failed; stopping", stage=name, kind=exc.kind.value, error=status.last_error
+                    )
                     self.stop_event.set()
                     return
-                log.warning("stage interrupted; retrying", stage=name, kind=exc.kind.value, error=status.last_error)
-            except Exception as exc:  # noqa: BLE001 - unknown errors are retried, loudly
+                log.warning(
+                    "stage interrupted; retrying", stage=name, kind=exc.kind.value, error=status.last_error
+                )
+            except Exception as exc:
                 status.last_error = redact(f"{type(exc).__name__}: {exc}")
                 log.exception("stage crashed; retrying", stage=name, error=status.last_error)
             finally:
                 if close is not None:
                     try:
                         close()
-                    except Exception:  # noqa: BLE001
+                    except Exception:
                         pass
+            if time.monotonic() - started > _HEALTHY_RUN_S:
+                attempt = 0  # it ran fine for a while: this is a new incident, not the same one
             attempt += 1
             status.restarts += 1
             status.state = "retrying"
-            delay = wait(_RetryState(attempt))
-            self.stop_event.wait(delay)
-            time.sleep(0)
+            self.stop_event.wait(backoff_delay(attempt))
 
 
-@dataclass
-class _RetryState:
-    """The one attribute tenacity's wait strategies read."""
-
-    attempt_number: int
+def backoff_delay(attempt: int, initial: float = 0.5, cap: float = 30.0) -> float:
+    """Exponential backoff with full jitter: restarts of many pods do not hit a service together."""
+    return random.uniform(initial / 2, min(cap, initial * 2 ** (attempt - 1)))

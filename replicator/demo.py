@@ -42,10 +42,10 @@ def _config(pg_dsn: str, bootstrap: str, endpoint: str) -> Config:
 
 
 def run_demo(threads: int = 20, turns: int = 2) -> int:
+    import psycopg
     from langgraph.checkpoint.postgres import PostgresSaver
     from psycopg.rows import dict_row
 
-    import psycopg
     from connectors.registry import make_sink, make_source
     from replicator import logs
     from replicator.daemon import Daemon
@@ -73,22 +73,30 @@ def run_demo(threads: int = 20, turns: int = 2) -> int:
             create_s3_bucket(moto.endpoint_url, "checkpoint-offload")
             config = _config(dsn, broker.bootstrap_servers, moto.endpoint_url)
             with psycopg.connect(dsn, autocommit=True, prepare_threshold=0, row_factory=dict_row) as conn:
-                saver = PostgresSaver(conn)  # type: ignore[arg-type]
+                saver = PostgresSaver(conn)
                 saver.setup()
                 graph = build_graph(saver)
                 before = max(1, threads // 4)
-                console.print(f"App writes {before} conversations before the replicator starts (initial copy)…")
+                console.print(
+                    f"App writes {before} conversations before the replicator starts (initial copy)…"
+                )
                 for i in range(before):
                     run_conversation(graph, f"demo-{i}", turns=turns)
                 daemon = Daemon(config)
                 runner = threading.Thread(target=lambda: daemon.run(install_signals=False), daemon=True)
                 runner.start()
-                console.print(f"Replicator running; the app writes {threads - before} more conversations live…")
+                console.print(
+                    f"Replicator running; the app writes {threads - before} more conversations live…"
+                )
                 for i in range(before, threads):
                     large = 1_500_000 if i == before else 0
-                    run_conversation(graph, f"demo-{i}", turns=turns, attachment_bytes=large, resume=i % 3 != 0)
+                    run_conversation(
+                        graph, f"demo-{i}", turns=turns, attachment_bytes=large, resume=i % 3 != 0
+                    )
                 saver.delete_thread("demo-0")
-                console.print("Deleted conversation demo-0 in the source. Waiting for the target to catch up…")
+                console.print(
+                    "Deleted conversation demo-0 in the source. Waiting for the target to catch up…"
+                )
                 state = PostgresStateStore(dsn)
                 head, slot = source_head(config)
                 report: dict[str, Any] = collect(config, state, head, slot)
@@ -112,9 +120,14 @@ def run_demo(threads: int = 20, turns: int = 2) -> int:
                 daemon.stop_event.set()
                 runner.join(30)
             console.print(
-                f"verify: {result.threads} threads, {result.checkpoints} checkpoints, {result.writes} pending "
+                f"verify: {result.threads} threads, {result.checkpoints} checkpoints, "
+                f"{result.writes} pending "
                 f"writes compared through PostgresSaver and DynamoDBSaver: "
-                + ("[green]equal[/green]" if result.ok else f"[red]{len(result.differences)} differences[/red]")
+                + (
+                    "[green]equal[/green]"
+                    if result.ok
+                    else f"[red]{len(result.differences)} differences[/red]"
+                )
             )
             for difference in result.differences[:20]:
                 console.print(f"  {difference}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -11,7 +12,7 @@ import structlog
 from replicator.redact import redact
 
 
-def _redact_event(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _redact_event(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     return {key: redact(value) if isinstance(value, str) else value for key, value in event.items()}
 
 
@@ -34,6 +35,8 @@ def configure(fmt: str = "json", level: str = "info") -> None:
         cache_logger_on_first_use=False,
     )
     # Third-party libraries log through stdlib logging; keep their noise out unless it matters.
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
     for noisy in ("kafka", "botocore", "boto3", "urllib3", "langgraph_checkpoint_aws"):
         logging.getLogger(noisy).setLevel(logging.ERROR)

@@ -70,7 +70,9 @@ class Publisher:
         try:
             partitions = producer.partitions_for(self.config.topic)
             if not partitions:
-                raise ReplicatorError(ErrorKind.BROKER_UNREACHABLE, f"topic {self.config.topic!r} has no partitions")
+                raise ReplicatorError(
+                    ErrorKind.BROKER_UNREACHABLE, f"topic {self.config.topic!r} has no partitions"
+                )
             self.stats.partitions = sorted(partitions)
             last_flush = time.monotonic()
             for item in self.source.stream():
@@ -107,13 +109,17 @@ class Publisher:
             self._write_state(force=True)
             try:
                 producer.close(timeout=5)
-            except Exception:  # noqa: BLE001 - closing must not mask the error that led here
+            except Exception:
                 pass
 
     def _send(self, producer: Any, record: codec.Record, partition: int | None) -> None:
         try:
             future = producer.send(
-                self.config.topic, key=record.key, value=record.value, headers=record.headers, partition=partition
+                self.config.topic,
+                key=record.key,
+                value=record.value,
+                headers=record.headers,
+                partition=partition,
             )
         except KafkaError as exc:
             raise ReplicatorError(ErrorKind.BROKER_UNREACHABLE, f"cannot produce to Kafka: {exc}") from None

@@ -13,7 +13,9 @@ MASK = "***"
 _lock = threading.Lock()
 _secrets: set[str] = set()
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@")
-_KV_PASSWORD = re.compile(r"(?P<key>\b(?:password|passwd|sasl_password|secret|token)\s*=\s*)(?P<pw>'[^']*'|\S+)", re.I)
+_KV_PASSWORD = re.compile(
+    r"(?P<key>\b(?:password|passwd|sasl_password|secret|token)\s*=\s*)(?P<pw>'[^']*'|\S+)", re.I
+)
 
 
 def register_secret(value: str | None) -> None:

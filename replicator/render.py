@@ -26,7 +26,10 @@ def status_table(report: dict[str, Any]) -> Table:
     table.add_row("source head", source["head_lsn"], "", source["kind"])
     snapshot = source["snapshot"]
     table.add_row(
-        "initial copy", f"{snapshot['rows']} rows", "", f"{snapshot['state']} (~{snapshot['total_estimate']} rows)"
+        "initial copy",
+        f"{snapshot['rows']} rows",
+        "",
+        f"{snapshot['state']} (~{snapshot['total_estimate']} rows)",
     )
     table.add_row(
         "captured (slot)",

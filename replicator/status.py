@@ -47,7 +47,9 @@ def collect(config: Config, state: StateStore, head: int, slot: dict[str, Any]) 
     for target in config.targets:
         applied = (state.get(applier_state_name(target.name)) or {}).get("partitions") or {}
         positions = {int(p): v for p, v in applied.items()}
-        lag_events = sum(max(0, produced.get(p, 0) - int(positions.get(p, {}).get("offset", 0))) for p in partitions)
+        lag_events = sum(
+            max(0, produced.get(p, 0) - int(positions.get(p, {}).get("offset", 0))) for p in partitions
+        )
         applied_lsn = min((int(positions.get(p, {}).get("lsn", 0)) for p in partitions), default=0)
         behind = [p for p in partitions if int(positions.get(p, {}).get("lsn", 0)) < head]
         oldest = min(

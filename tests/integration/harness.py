@@ -69,7 +69,9 @@ level = "info"
     return path
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "replicator.cli", *args],
         capture_output=True,
@@ -125,7 +127,9 @@ class DaemonProcess:
             self.kill()
 
 
-def wait_caught_up(config: Config, daemon: DaemonProcess | None = None, timeout: float = 180) -> dict[str, Any]:
+def wait_caught_up(
+    config: Config, daemon: DaemonProcess | None = None, timeout: float = 180
+) -> dict[str, Any]:
     """Poll the persisted positions until every target applied what the source had now."""
     head, slot = source_head(config)
     state = PostgresStateStore(config.source.dsn.get_secret_value(), create=False)
@@ -136,8 +140,10 @@ def wait_caught_up(config: Config, daemon: DaemonProcess | None = None, timeout:
             if report["caught_up"]:
                 return report
             if daemon is not None and not daemon.alive():
-                raise AssertionError(f"daemon exited with {daemon.proc.returncode if daemon.proc else None}:\n"
-                                     f"{daemon.output()[-4000:]}")
+                raise AssertionError(
+                    f"daemon exited with {daemon.proc.returncode if daemon.proc else None}:\n"
+                    f"{daemon.output()[-4000:]}"
+                )
             if time.monotonic() > deadline:
                 raise AssertionError(f"not caught up after {timeout}s: {report}")
             time.sleep(0.2)

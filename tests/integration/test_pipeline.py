@@ -50,8 +50,9 @@ def app(pg_dsn: str) -> Iterator[App]:
 
 
 @pytest.fixture
-def config_path(tmp_path: Path, pg_dsn: str, broker: Any, kafka_topic: str, moto: Any, dynamo_table: str,
-                s3_bucket: str) -> Path:
+def config_path(
+    tmp_path: Path, pg_dsn: str, broker: Any, kafka_topic: str, moto: Any, dynamo_table: str, s3_bucket: str
+) -> Path:
     return write_config(
         tmp_path / "replicator.toml",
         dsn=pg_dsn,
@@ -109,7 +110,9 @@ def test_live_graph_replicates_exactly(app: App, config_path: Path, daemon: Daem
     pending = target.get_tuple({"configurable": {"thread_id": "live-1"}})
     assert pending is not None and any(w[1] == "__interrupt__" for w in pending.pending_writes)
     subgraph = [
-        t for t in target.list({"configurable": {"thread_id": "live-0"}}) if t.config["configurable"]["checkpoint_ns"]
+        t
+        for t in target.list({"configurable": {"thread_id": "live-0"}})
+        if t.config["configurable"]["checkpoint_ns"]
     ]
     assert subgraph, "subgraph checkpoints (non-empty checkpoint_ns) were not replicated"
     big = target.get_tuple({"configurable": {"thread_id": "big-before"}})
@@ -127,7 +130,9 @@ def test_live_graph_replicates_exactly(app: App, config_path: Path, daemon: Daem
     assert '"daemon stopped"' in daemon.output()
 
 
-def test_replay_after_restart_changes_nothing_and_resumes(app: App, config_path: Path, daemon: DaemonProcess) -> None:
+def test_replay_after_restart_changes_nothing_and_resumes(
+    app: App, config_path: Path, daemon: DaemonProcess
+) -> None:
     config = load(config_path)
     app.converse("a", turns=2)
     daemon.start()
@@ -140,7 +145,9 @@ def test_replay_after_restart_changes_nothing_and_resumes(app: App, config_path:
     assert_equal(config, threads=1)
 
 
-def test_sigkill_mid_stream_then_restart_converges(app: App, config_path: Path, daemon: DaemonProcess) -> None:
+def test_sigkill_mid_stream_then_restart_converges(
+    app: App, config_path: Path, daemon: DaemonProcess
+) -> None:
     config = load(config_path)
     daemon.start()
     wait_caught_up(config, daemon)
@@ -161,7 +168,11 @@ def test_sigkill_mid_stream_then_restart_converges(app: App, config_path: Path, 
     state = PostgresStateStore(config.source.dsn.get_secret_value(), create=False)
     try:
         # Kill while events are flowing: once the target applied some, and the app still writes.
-        wait_for(lambda: int((state.get("applier:dynamo") or {}).get("events", 0)) > 60, 120, "first events applied")
+        wait_for(
+            lambda: int((state.get("applier:dynamo") or {}).get("events", 0)) > 60,
+            120,
+            "first events applied",
+        )
         assert daemon.kill() == -9
         daemon.start()
         wait_for(lambda: len(written) >= 12, 120, "more conversations")
@@ -176,7 +187,9 @@ def test_sigkill_mid_stream_then_restart_converges(app: App, config_path: Path, 
     assert_equal(config, threads=len(written) - deleted)
 
 
-def test_sigkill_mid_snapshot_then_restart_converges(app: App, config_path: Path, daemon: DaemonProcess) -> None:
+def test_sigkill_mid_snapshot_then_restart_converges(
+    app: App, config_path: Path, daemon: DaemonProcess
+) -> None:
     config = load(config_path)
     for i in range(12):
         app.converse(f"s-{i}", turns=2)

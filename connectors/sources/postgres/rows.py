@@ -15,12 +15,13 @@ from replicator.events import (
     BlobKey,
     CheckpointChange,
     CheckpointKey,
-    DataChange,
     Op,
     SourceMeta,
     WriteChange,
     WriteKey,
 )
+
+RowChange = CheckpointChange | BlobChange | WriteChange
 
 CHECKPOINTS = "checkpoints"
 BLOBS = "checkpoint_blobs"
@@ -34,9 +35,26 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 COLUMNS: dict[str, tuple[str, ...]] = {
-    CHECKPOINTS: ("thread_id", "checkpoint_ns", "checkpoint_id", "parent_checkpoint_id", "checkpoint", "metadata"),
+    CHECKPOINTS: (
+        "thread_id",
+        "checkpoint_ns",
+        "checkpoint_id",
+        "parent_checkpoint_id",
+        "checkpoint",
+        "metadata",
+    ),
     BLOBS: ("thread_id", "checkpoint_ns", "channel", "version", "type", "blob"),
-    WRITES: ("thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx", "channel", "type", "blob", "task_path"),
+    WRITES: (
+        "thread_id",
+        "checkpoint_ns",
+        "checkpoint_id",
+        "task_id",
+        "idx",
+        "channel",
+        "type",
+        "blob",
+        "task_path",
+    ),
 }
 
 
@@ -67,7 +85,7 @@ def _text(row: Mapping[str, Any], column: str, table: str) -> str:
 
 def row_to_event(
     table: str, op: Op, row: Mapping[str, Any], source: SourceMeta, is_unchanged: Any = None
-) -> DataChange:
+) -> RowChange:
     """One row change of a PostgresSaver table as a LangGraph entity change.
 
     ``is_unchanged(value)`` tells whether a value is the unchanged-TOAST marker of the reader.
@@ -84,7 +102,9 @@ def row_to_event(
 
     if table == CHECKPOINTS:
         key = CheckpointKey(
-            _text(row, "thread_id", table), _text(row, "checkpoint_ns", table), _text(row, "checkpoint_id", table)
+            _text(row, "thread_id", table),
+            _text(row, "checkpoint_ns", table),
+            _text(row, "checkpoint_id", table),
         )
         if op is Op.DELETE:
             return CheckpointChange(op=op, key=key, source=source)
@@ -92,7 +112,9 @@ def row_to_event(
         checkpoint = value("checkpoint", unchanged, "checkpoint")
         metadata = value("metadata", unchanged, "metadata")
         if checkpoint is not None and not isinstance(checkpoint, dict):
-            raise ReplicatorError(ErrorKind.MALFORMED_EVENT, f"checkpoints.checkpoint of {key} is not a JSON object")
+            raise ReplicatorError(
+                ErrorKind.MALFORMED_EVENT, f"checkpoints.checkpoint of {key} is not a JSON object"
+            )
         return CheckpointChange(
             op=op,
             key=key,

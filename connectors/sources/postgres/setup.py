@@ -103,7 +103,8 @@ def ensure_publication(conn: psycopg.Connection[Any], name: str, schema: str) ->
 
 def slot_info(conn: psycopg.Connection[Any], slot: str) -> SlotInfo | None:
     row = conn.execute(
-        """SELECT slot_name, database, plugin, confirmed_flush_lsn::text, restart_lsn::text, active, wal_status
+        """SELECT slot_name, database, plugin, confirmed_flush_lsn::text, restart_lsn::text,
+                  active, wal_status
            FROM pg_replication_slots WHERE slot_name = %s""",
         (slot,),
     ).fetchone()

@@ -30,7 +30,10 @@ class SnapshotCursor:
     after: tuple[Any, ...] | None
 
     def to_json(self) -> dict[str, Any]:
-        return {"table_index": self.table_index, "after": list(self.after) if self.after is not None else None}
+        return {
+            "table_index": self.table_index,
+            "after": list(self.after) if self.after is not None else None,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> SnapshotCursor:

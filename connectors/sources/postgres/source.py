@@ -24,7 +24,7 @@ import structlog
 from langgraph.checkpoint.postgres import PostgresSaver
 
 from connectors.sources.postgres import pgoutput
-from connectors.sources.postgres.rows import COLUMNS, PRIMARY_KEYS, TABLES, row_to_event
+from connectors.sources.postgres.rows import COLUMNS, PRIMARY_KEYS, TABLES, RowChange, row_to_event
 from connectors.sources.postgres.setup import (
     check_slot,
     check_source,
@@ -42,7 +42,6 @@ from replicator.events import (
     Committed,
     Control,
     ControlKind,
-    DataChange,
     Op,
     SourceMeta,
 )
@@ -137,7 +136,9 @@ class PostgresSource:
             self.snapshot_total = count_rows(conn, self.config.schema_name)
             conn.commit()
             if start.table_index == 0 and start.after is None:
-                yield Control(kind=ControlKind.SNAPSHOT_START, source=meta, info={"rows": self.snapshot_total})
+                yield Control(
+                    kind=ControlKind.SNAPSHOT_START, source=meta, info={"rows": self.snapshot_total}
+                )
             started = time.monotonic()
             for chunk in read_snapshot(
                 conn,
@@ -154,7 +155,9 @@ class PostgresSource:
             elapsed = time.monotonic() - started
         log.info("initial copy finished", rows=self.snapshot_rows, seconds=round(elapsed, 3))
         yield Control(kind=ControlKind.SNAPSHOT_END, source=meta, info={"rows": self.snapshot_rows})
-        yield Committed(lsn=position, token=_SnapshotToken(SnapshotCursor(len(TABLES), None), self.snapshot_rows))
+        yield Committed(
+            lsn=position, token=_SnapshotToken(SnapshotCursor(len(TABLES), None), self.snapshot_rows)
+        )
 
     def _stream(self, repl: ReplicationConnection) -> Iterator[ChangeEvent | Committed | None]:
         decoder = pgoutput.PgOutputDecoder()
@@ -216,7 +219,9 @@ class PostgresSource:
                     event = refetched
                 yield event
             elif isinstance(msg, pgoutput.Truncate):
-                names = [decoder.relations.get(oid).name for oid in msg.relation_oids if oid in decoder.relations]
+                names = [
+                    decoder.relations.get(oid).name for oid in msg.relation_oids if oid in decoder.relations
+                ]
                 if any(name in COLUMNS for name in names):
                     raise ReplicatorError(
                         ErrorKind.SOURCE_SETUP,
@@ -225,7 +230,7 @@ class PostgresSource:
                         "`replicator reset --config FILE` and start again.",
                     )
 
-    def _refetch(self, table: str, row: dict[str, Any], meta: SourceMeta) -> DataChange | None:
+    def _refetch(self, table: str, row: dict[str, Any], meta: SourceMeta) -> RowChange | None:
         """A row whose bytea was not resent (unchanged TOAST): read its current version."""
         from psycopg import sql
 
@@ -266,10 +271,12 @@ class PostgresSource:
         from psycopg.rows import dict_row
 
         if self._saver_conn is None or self._saver_conn.closed:
-            self._saver_conn = psycopg.connect(self._dsn, autocommit=True, prepare_threshold=0, row_factory=dict_row)
+            self._saver_conn = psycopg.connect(
+                self._dsn, autocommit=True, prepare_threshold=0, row_factory=dict_row
+            )
             if self.config.schema_name != "public":
                 self._saver_conn.execute(f'SET search_path TO "{self.config.schema_name}"')
-        return PostgresSaver(self._saver_conn)  # type: ignore[arg-type]
+        return PostgresSaver(self._saver_conn)
 
     def thread_ids(self) -> Iterable[str]:
         from psycopg import sql
@@ -287,7 +294,7 @@ class PostgresSource:
             if closer is not None:
                 try:
                     closer.close()
-                except Exception:  # noqa: BLE001 - closing must not mask the error that led here
+                except Exception:
                     pass
         self._repl = self._side = self._saver_conn = None
 

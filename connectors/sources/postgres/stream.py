@@ -81,7 +81,9 @@ class ReplicationConnection:
         except psycopg2.Error as exc:
             message = str(exc).strip()
             kind = ErrorKind.SOURCE_LOST if "does not exist" in message else ErrorKind.SOURCE_SETUP
-            raise ReplicatorError(kind, f"cannot start replication from slot {self.slot!r}: {message}") from None
+            raise ReplicatorError(
+                kind, f"cannot start replication from slot {self.slot!r}: {message}"
+            ) from None
         self._started = True
 
     def read(self) -> RawMessage | None:
@@ -101,7 +103,9 @@ class ReplicationConnection:
         try:
             select.select([self._conn], [], [], max(timeout, 0.0))
         except (OSError, ValueError) as exc:
-            raise ReplicatorError(ErrorKind.SOURCE_UNREACHABLE, f"replication connection lost: {exc}") from None
+            raise ReplicatorError(
+                ErrorKind.SOURCE_UNREACHABLE, f"replication connection lost: {exc}"
+            ) from None
 
     @property
     def server_position(self) -> int:
