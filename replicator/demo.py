@@ -107,6 +107,7 @@ def run_demo(threads: int = 20, turns: int = 2) -> int:
                         report = collect(config, state, head, slot)
                         live.update(status_table(report))
                 state.close()
+                console.print()
                 if not report["caught_up"]:
                     console.print(f"[red]did not catch up: {daemon.fatal or 'timeout'}[/red]")
                     daemon.stop_event.set()

@@ -85,7 +85,9 @@ class Publisher:
                     continue
                 if isinstance(item, Committed):
                     self._commit = item
-                    if time.monotonic() - last_flush >= self.flush_interval_s:
+                    # A unit with its own resume token (a snapshot chunk) must be confirmed
+                    # itself: a later position would not carry its token.
+                    if item.token is not None or time.monotonic() - last_flush >= self.flush_interval_s:
                         self._flush(producer)
                         last_flush = time.monotonic()
                     if stop.is_set():

@@ -62,7 +62,15 @@ def count_rows(conn: psycopg.Connection[Any], schema: str) -> int:
            JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = ANY(%s)""",
         (schema, list(TABLES)),
     ).fetchone()
-    return int(row[0]) if row else 0
+    estimate = int(row[0]) if row else 0
+    if estimate > 0:
+        return estimate
+    # Never analyzed (small or new tables): count exactly, which is cheap exactly then.
+    total = 0
+    for table in TABLES:
+        counted = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))).fetchone()
+        total += int(counted[0]) if counted else 0
+    return total
 
 
 def read_snapshot(
