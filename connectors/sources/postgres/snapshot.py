@@ -68,7 +68,8 @@ def count_rows(conn: psycopg.Connection[Any], schema: str) -> int:
     # Never analyzed (small or new tables): count exactly, which is cheap exactly then.
     total = 0
     for table in TABLES:
-        counted = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))).fetchone()
+        query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))
+        counted = conn.execute(query).fetchone()
         total += int(counted[0]) if counted else 0
     return total
 
