@@ -820,7 +820,8 @@ def create_s3_bucket(endpoint_url: str, name: str, region: str = "us-east-1") ->
     if region == "us-east-1":
         client.create_bucket(Bucket=name)
     else:
-        client.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": region})
+        location: Any = {"LocationConstraint": region}
+        client.create_bucket(Bucket=name, CreateBucketConfiguration=location)
 
 
 @contextlib.contextmanager
