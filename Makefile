@@ -17,8 +17,8 @@ demo: install
 	$(BIN)/replicator demo
 
 lint: install
-	$(BIN)/ruff check replicator connectors tests
-	$(BIN)/ruff format --check replicator connectors tests
+	$(BIN)/ruff check replicator connectors tests bench
+	$(BIN)/ruff format --check replicator connectors tests bench
 	$(BIN)/mypy
 
 test: lint
