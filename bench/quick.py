@@ -103,9 +103,8 @@ def main() -> None:
                 time.sleep(0.005)
             lags.append(time.monotonic() - t1)
         lags.sort()
-        print(
-            f"conversation written -> applied in DynamoDB: p50 {lags[10] * 1000:.0f} ms, max {lags[-1] * 1000:.0f} ms"
-        )
+        p50, worst = lags[10] * 1000, lags[-1] * 1000
+        print(f"conversation written -> applied in DynamoDB: p50 {p50:.0f} ms, max {worst:.0f} ms")
         daemon.stop_event.set()
         runner.join(30)
         state.close()
