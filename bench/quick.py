@@ -44,7 +44,7 @@ def main() -> None:
         create_dynamodb_table(moto.endpoint_url, "cp")
         create_s3_bucket(moto.endpoint_url, "off")
         conn = psycopg.connect(dsn, autocommit=True, prepare_threshold=0, row_factory=dict_row)
-        saver = PostgresSaver(conn)  # type: ignore[arg-type]
+        saver = PostgresSaver(conn)
         saver.setup()
         graph = build_graph(saver)
         for i in range(args.threads):
