@@ -23,9 +23,12 @@ from connectors.registry import make_sink, make_source, state_dsn
 from replicator.applier import Applier
 from replicator.config import Config
 from replicator.errors import ReplicatorError, Retry
+from replicator.http import StatusServer
+from replicator.metrics import Metrics
 from replicator.publisher import Publisher
 from replicator.redact import redact
 from replicator.state import PostgresStateStore, StateStore
+from replicator.status import Live, applied_floor, collect, source_head
 
 log = structlog.get_logger("replicator.daemon")
 
@@ -52,6 +55,11 @@ class Daemon:
     stop_event: threading.Event = field(default_factory=threading.Event)
     stages: dict[str, StageStatus] = field(default_factory=dict)
     fatal: ReplicatorError | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+    report_error: str | None = None
+    report_at: float = 0.0
+    http_port: int | None = None
+    _metrics: Metrics | None = None
 
     def preflight(self) -> None:
         """Fail fast, before any thread starts, on everything an operator must fix."""
@@ -83,6 +91,18 @@ class Daemon:
                 signal.signal(signum, lambda *_: self.stop_event.set())
         self.preflight()
         state = self._state()
+        self._metrics = metrics = Metrics(self._metrics_view)
+        server = None
+        if self.config.http.listen:
+            server = StatusServer(
+                self.config.http.listen,
+                status=self.status_report,
+                ready=self.readiness,
+                metrics=metrics.render,
+            )
+            server.start()
+            self.http_port = server.port
+            log.info("http endpoint listening", listen=self.config.http.listen, port=server.port)
         threads = [
             threading.Thread(
                 target=self._supervise,
@@ -105,24 +125,107 @@ class Daemon:
         )
         for thread in threads:
             thread.start()
+        monitor = threading.Thread(target=self._monitor, name="monitor", daemon=True)
+        monitor.start()
         while not self.stop_event.is_set():
             self.stop_event.wait(0.5)
         for thread in threads:
             thread.join(timeout=60)
+        if server is not None:
+            server.stop()
         log.info("daemon stopped", fatal=str(self.fatal) if self.fatal else None)
         return 1 if self.fatal else 0
 
     def _publisher(self, state: StateStore) -> tuple[Stage, Callable[[], None]]:
         source = make_source(self.config.source, state)
         publisher = Publisher(
-            source, self.config.kafka, state, flush_interval_s=self.config.source.flush_interval_s
+            source,
+            self.config.kafka,
+            state,
+            flush_interval_s=self.config.source.flush_interval_s,
+            applied_position=lambda partitions: applied_floor(state, self.config, partitions),
         )
         return publisher, source.close
 
     def _applier(self, state: StateStore, target: Any) -> tuple[Stage, Callable[[], None]]:
         sink = make_sink(target)
-        applier = Applier(sink, self.config.kafka, state, batch_events=target.batch_events)
+        applier = Applier(
+            sink,
+            self.config.kafka,
+            state,
+            batch_events=target.batch_events,
+            on_batch=self._metrics.batch_observer(target.name) if self._metrics else None,
+        )
         return applier, sink.close
+
+    # -- observability ----------------------------------------------------------------------------
+
+    def _monitor(self) -> None:
+        """Refresh the status report every second: /status, the lag gauges and readiness use it."""
+        while not self.stop_event.is_set():
+            try:
+                head, slot = source_head(self.config)
+                publisher = self._stage("publisher")
+                live = Live(stages=self._stage_view())
+                if publisher is not None:
+                    live.produced = dict(publisher.stats.produced)
+                    live.control_offsets = {p: list(o) for p, o in publisher.stats.control_offsets.items()}
+                self.report = collect(self.config, self._state(), head, slot, live)
+                self.report_error = None
+                self.report_at = time.monotonic()
+                if slot.get("retained_over_threshold"):
+                    log.warning(
+                        "replication slot retains more WAL than source.max_slot_lag_bytes",
+                        retained_bytes=slot.get("retained_bytes"),
+                        threshold=self.config.source.max_slot_lag_bytes,
+                    )
+            except ReplicatorError as exc:
+                self.report_error = redact(str(exc))
+            except Exception as exc:
+                self.report_error = redact(f"{type(exc).__name__}: {exc}")
+            self.stop_event.wait(1.0)
+
+    def _stage(self, name: str) -> Any:
+        status = self.stages.get(name)
+        return status.stage if status is not None and status.state == "running" else None
+
+    def _stage_view(self) -> dict[str, dict[str, Any]]:
+        return {
+            name: {"state": s.state, "restarts": s.restarts, "last_error": s.last_error}
+            for name, s in self.stages.items()
+        }
+
+    def status_report(self) -> dict[str, Any]:
+        if not self.report:
+            return {"caught_up": False, "state": "starting", "error": self.report_error}
+        return {**self.report, "stages": self._stage_view(), "monitor_error": self.report_error}
+
+    def readiness(self) -> tuple[bool, str]:
+        if self.report_error:
+            return False, self.report_error
+        if not self.report or time.monotonic() - self.report_at > 10:
+            return False, "no recent status (source unreachable?)"
+        failing = [n for n, s in self.stages.items() if s.state != "running"]
+        if failing:
+            return False, "stages not running: " + ", ".join(
+                f"{n} ({self.stages[n].state}: {self.stages[n].last_error})" for n in failing
+            )
+        return True, "every stage running"
+
+    def _metrics_view(self) -> dict[str, Any]:
+        appliers = {
+            name.split(":", 1)[1]: s.stage
+            for name, s in self.stages.items()
+            if name.startswith("applier:") and s.stage is not None
+        }
+        publisher = self.stages.get("publisher")
+        return {
+            "report": self.report,
+            "ready": self.readiness()[0],
+            "publisher": publisher.stage if publisher is not None else None,
+            "appliers": appliers,
+            "stages": self.stages,
+        }
 
     def _supervise(self, name: str, build: Callable[[], tuple[Stage, Callable[[], None]]]) -> None:
         status = self.stages.setdefault(name, StageStatus(name))

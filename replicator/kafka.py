@@ -38,35 +38,35 @@ def admin(config: KafkaConfig) -> KafkaAdminClient:
         raise _unreachable(config, exc) from None
 
 
-def ensure_topic(config: KafkaConfig) -> int:
-    """Create the topic when missing; return its partition count."""
+def ensure_topic(config: KafkaConfig, topic: str | None = None, partitions: int | None = None) -> int:
+    """Create the topic (default: the data topic) when missing; return its partition count."""
+    topic = topic or config.topic
+    wanted = partitions or config.partitions
     client = admin(config)
     try:
         try:
-            client.create_topics(
-                [NewTopic(config.topic, config.partitions, config.replication_factor)], timeout_ms=30_000
-            )
-            log.info("topic created", topic=config.topic, partitions=config.partitions)
+            client.create_topics([NewTopic(topic, wanted, config.replication_factor)], timeout_ms=30_000)
+            log.info("topic created", topic=topic, partitions=wanted)
         except TopicAlreadyExistsError:
             pass
         except KafkaError as exc:
             if "already exists" not in str(exc).lower() and "TopicAlreadyExists" not in type(exc).__name__:
                 raise ReplicatorError(
-                    ErrorKind.BROKER_UNREACHABLE, f"cannot create topic {config.topic!r}: {exc}"
+                    ErrorKind.BROKER_UNREACHABLE, f"cannot create topic {topic!r}: {exc}"
                 ) from None
-        described = client.describe_topics([config.topic])
+        described = client.describe_topics([topic])
         partitions = len(described[0].get("partitions") or []) if described else 0
     except OSError as exc:
         raise _unreachable(config, exc) from None
     finally:
         client.close()
     if partitions <= 0:
-        raise ReplicatorError(ErrorKind.BROKER_UNREACHABLE, f"topic {config.topic!r} has no partitions")
-    if partitions != config.partitions:
+        raise ReplicatorError(ErrorKind.BROKER_UNREACHABLE, f"topic {topic!r} has no partitions")
+    if partitions != wanted:
         log.warning(
             "topic partition count differs from config; using the topic's",
-            topic=config.topic,
-            configured=config.partitions,
+            topic=topic,
+            configured=wanted,
             actual=partitions,
         )
     return partitions

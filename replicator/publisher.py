@@ -1,6 +1,12 @@
 """Source to Kafka. A source position is confirmed only after Kafka acknowledged every event
 before it (invariant 2), so a crash anywhere replays from the source and never skips.
 
+Stricter still, the slot is confirmed only up to what every target has applied (when the
+daemon passes ``applied_position``): the slot, not the broker, is the durable buffer of
+everything not yet in a target. A broker that loses its log (restarted on memory storage, a
+recreated topic) is then refilled from the slot, deletes included, at the cost of the slot
+retaining WAL while a target lags (a warning over ``source.max_slot_lag_bytes``).
+
 Events are keyed by thread id, so one thread's changes share a partition in commit order;
 control events (heartbeat, snapshot start and end) go to every partition, so each partition's
 consumer learns how far the source has been read. Memory is bounded: at most
@@ -11,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,9 +30,11 @@ from replicator.config import KafkaConfig
 from replicator.errors import ErrorKind, ReplicatorError
 from replicator.events import Committed, Control
 from replicator.faults import fault_point
-from replicator.state import PUBLISHER_STATE, StateStore
+from replicator.state import PUBLISHER_STATE, SOURCE_STATE, StateStore
 
 log = structlog.get_logger("replicator.publisher")
+
+_CONTROL_OFFSETS_KEPT = 20_000
 
 
 @dataclass
@@ -37,6 +46,8 @@ class PublisherStats:
     confirmed_commit_ts: float = 0.0
     produced: dict[int, int] = field(default_factory=dict)  # partition -> next offset (from acks)
     partitions: list[int] = field(default_factory=list)
+    control_offsets: dict[int, list[int]] = field(default_factory=dict)  # recent heartbeat offsets
+    log_resets: int = 0
 
 
 class Publisher:
@@ -49,6 +60,7 @@ class Publisher:
         flush_interval_s: float = 0.05,
         max_pending_bytes: int = 32 * 1024 * 1024,
         state_interval_s: float = 0.25,
+        applied_position: Callable[[list[int]], int] | None = None,
     ) -> None:
         self.source = source
         self.config = config
@@ -59,6 +71,10 @@ class Publisher:
         self.stats = PublisherStats()
         saved = state.get(PUBLISHER_STATE) or {}
         self.stats.produced = {int(k): int(v) for k, v in (saved.get("produced") or {}).items()}
+        self._previous_log_end = dict(self.stats.produced)  # what the log held before this run
+        self.applied_position = applied_position
+        self._applied_cache = (0.0, 0)
+        self._confirmed_to_source = int(saved.get("confirmed_lsn") or 0)
         self._pending: list[Any] = []
         self._pending_bytes = 0
         self._commit: Committed | None = None
@@ -125,7 +141,7 @@ class Publisher:
             )
         except KafkaError as exc:
             raise ReplicatorError(ErrorKind.BROKER_UNREACHABLE, f"cannot produce to Kafka: {exc}") from None
-        self._pending.append(future)
+        self._pending.append((future, partition is not None))
         self._pending_bytes += len(record.value)
         self.stats.records += 1
         self.stats.bytes += len(record.value)
@@ -137,7 +153,7 @@ class Publisher:
         except KafkaError as exc:
             raise ReplicatorError(ErrorKind.BROKER_UNREACHABLE, f"Kafka did not acknowledge: {exc}") from None
         fault_point("publisher.after_produce")
-        for future in self._pending:
+        for future, is_control in self._pending:
             if not future.is_done:
                 raise ReplicatorError(ErrorKind.BROKER_UNREACHABLE, "Kafka did not acknowledge in time")
             if future.failed():
@@ -145,18 +161,75 @@ class Publisher:
                     ErrorKind.BROKER_UNREACHABLE, f"Kafka refused a record: {future.exception!r}"
                 )
             meta = future.value
+            self._check_log_reset(meta.partition, meta.offset)
             if meta.offset + 1 > self.stats.produced.get(meta.partition, 0):
                 self.stats.produced[meta.partition] = meta.offset + 1
+            if is_control:
+                offsets = self.stats.control_offsets.setdefault(meta.partition, [])
+                offsets.append(meta.offset)
+                if len(offsets) > _CONTROL_OFFSETS_KEPT:
+                    del offsets[: len(offsets) - _CONTROL_OFFSETS_KEPT]
         self._pending.clear()
         self._pending_bytes = 0
         if self._commit is not None:
             fault_point("publisher.before_confirm")
-            self.source.confirm(self._commit)
-            self.stats.confirmed_lsn = max(self.stats.confirmed_lsn, self._commit.lsn)
-            if self._commit.commit_ts:
-                self.stats.confirmed_commit_ts = self._commit.commit_ts
+            self._confirm(self._commit)
             self._commit = None
         self._write_state()
+
+    def _confirm(self, commit: Committed) -> None:
+        if commit.token is not None or self.applied_position is None:
+            self.source.confirm(commit)
+            position = commit.lsn
+        else:
+            position = min(commit.lsn, self._applied())
+            if position <= self._confirmed_to_source:
+                return
+            self.source.confirm(Committed(lsn=position, commit_ts=commit.commit_ts))
+        self._confirmed_to_source = max(self._confirmed_to_source, position)
+        self.stats.confirmed_lsn = max(self.stats.confirmed_lsn, position)
+        if commit.commit_ts:
+            self.stats.confirmed_commit_ts = commit.commit_ts
+
+    def _applied(self) -> int:
+        """Every target's applied floor, read at most twice a second."""
+        read_at, value = self._applied_cache
+        now = time.monotonic()
+        if self.applied_position is not None and now - read_at >= 0.5:
+            value = self.applied_position(self.stats.partitions)
+            self._applied_cache = (now, value)
+        return value
+
+    def _check_log_reset(self, partition: int, offset: int) -> None:
+        """An ack below what the log already held: the topic was recreated or truncated."""
+        previous_end = self._previous_log_end.pop(partition, None)
+        if previous_end is None or offset + 1 >= previous_end:
+            return
+        self.stats.log_resets += 1
+        self._previous_log_end.clear()
+        self.stats.produced = {}
+        self.stats.control_offsets = {}
+        log.error(
+            "Kafka log lost records this replicator had produced (topic recreated or broker restarted "
+            "without its data). Refilling from the replication slot, which holds every change no "
+            "target has applied; the appliers start the partitions over.",
+            partition=partition,
+            log_end_before=previous_end,
+            ack_now=offset,
+        )
+        if not self.source_snapshot_done():
+            self.restart_snapshot()
+            raise ReplicatorError(
+                ErrorKind.BROKER_UNREACHABLE,
+                "Kafka lost records during the initial copy: starting the copy over",
+            )
+
+    def source_snapshot_done(self) -> bool:
+        return (self.state.get(SOURCE_STATE) or {}).get("snapshot") == "done"
+
+    def restart_snapshot(self) -> None:
+        saved = self.state.get(SOURCE_STATE) or {}
+        self.state.put(SOURCE_STATE, {**saved, "snapshot": "running", "cursor": None})
 
     def _write_state(self, force: bool = False) -> None:
         now = time.monotonic()

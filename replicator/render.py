@@ -37,7 +37,7 @@ def status_table(report: dict[str, Any]) -> Table:
         _size(int(report["lag"]["capture"]["bytes"])),
         ("active" if slot.get("active") else "inactive") if slot.get("exists") else "no slot",
     )
-    table.add_row("published", f"{report['lag']['publish']['events']} records", "", "")
+    table.add_row("published", f"{report['lag']['publish']['records']} records", "", "")
     for name, target in report["targets"].items():
         lag = target["lag"]
         table.add_row(

@@ -1,20 +1,41 @@
-"""Where every change is, from persisted positions: works with or without a running daemon.
+"""Where every change is: positions of every stage and the distances between them.
 
-Positions per stage: source head (WAL flush LSN), confirmed (slot), produced (acked offsets per
+Positions: source head (WAL flush LSN), confirmed (slot), produced (acked offsets per
 partition, as the publisher saw them: the embedded broker's ListOffsets is wrong, and acks are
 exact everywhere), applied per target and partition (committed offset and source LSN).
-A target has caught up when, on every partition, it applied everything below the head that
-the source had when the status was taken; heartbeats carry that promise onto idle partitions.
+
+Works from persisted positions when no daemon runs; a running daemon passes its live view
+(``Live``), which also knows which produced records were control records (heartbeats), so lag
+in events counts data events only. A target has caught up when, on every partition, it applied
+everything below the head the source had when the status was taken; heartbeats carry that
+promise onto idle partitions.
 """
 
 from __future__ import annotations
 
+import bisect
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.sources.postgres.setup import connect, format_lsn, parse_lsn, slot_info
 from replicator.config import Config
-from replicator.state import PUBLISHER_STATE, SOURCE_STATE, StateStore, applier_state_name
+from replicator.state import (
+    PUBLISHER_STATE,
+    SOURCE_STATE,
+    StateStore,
+    applier_positions,
+    deadletter_state_name,
+)
+
+
+@dataclass
+class Live:
+    """What only a running daemon knows."""
+
+    produced: dict[int, int] = field(default_factory=dict)
+    control_offsets: dict[int, list[int]] = field(default_factory=dict)  # sorted, per partition
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def source_head(config: Config) -> tuple[int, dict[str, Any]]:
@@ -26,58 +47,93 @@ def source_head(config: Config) -> tuple[int, dict[str, Any]]:
     slot: dict[str, Any] = {"name": config.source.slot, "exists": info is not None}
     if info is not None:
         confirmed = info.confirmed_flush_lsn or 0
+        retained = max(0, head - (info.restart_lsn or head))
         slot.update(
             active=info.active,
             wal_status=info.wal_status,
             confirmed_flush_lsn=format_lsn(confirmed),
-            retained_bytes=max(0, head - (info.restart_lsn or head)),
+            retained_bytes=retained,
             lag_bytes=max(0, head - confirmed),
+            retained_over_threshold=retained > config.source.max_slot_lag_bytes,
         )
     return head, slot
 
 
-def collect(config: Config, state: StateStore, head: int, slot: dict[str, Any]) -> dict[str, Any]:
+def _data_records(first: int, end: int, controls: list[int]) -> int:
+    """Records in [first, end) that are not control records."""
+    if end <= first:
+        return 0
+    return (end - first) - (bisect.bisect_left(controls, end) - bisect.bisect_left(controls, first))
+
+
+def applied_floor(state: StateStore, config: Config, partitions: list[int]) -> int:
+    """The LSN below which every target applied everything, on every partition (0: unknown)."""
+    if not partitions:
+        return 0
+    floor: int | None = None
+    for target in config.targets:
+        positions = applier_positions(state, target.name)
+        for partition in partitions:
+            lsn = int((positions.get(partition) or {}).get("lsn", 0))
+            floor = lsn if floor is None else min(floor, lsn)
+    return floor or 0
+
+
+def collect(
+    config: Config, state: StateStore, head: int, slot: dict[str, Any], live: Live | None = None
+) -> dict[str, Any]:
     now = time.time()
     source = state.get(SOURCE_STATE) or {}
     publisher = state.get(PUBLISHER_STATE) or {}
     produced = {int(k): int(v) for k, v in (publisher.get("produced") or {}).items()}
+    if live is not None:
+        produced.update(live.produced)
     partitions = [int(p) for p in publisher.get("partitions") or sorted(produced)]
+    controls = live.control_offsets if live is not None else {}
     targets: dict[str, Any] = {}
     caught_up = bool(partitions) and source.get("snapshot") == "done"
     for target in config.targets:
-        applied = (state.get(applier_state_name(target.name)) or {}).get("partitions") or {}
-        positions = {int(p): v for p, v in applied.items()}
-        lag_events = sum(
-            max(0, produced.get(p, 0) - int(positions.get(p, {}).get("offset", 0))) for p in partitions
-        )
-        applied_lsn = min((int(positions.get(p, {}).get("lsn", 0)) for p in partitions), default=0)
-        behind = [p for p in partitions if int(positions.get(p, {}).get("lsn", 0)) < head]
+        positions = applier_positions(state, target.name)
+        per_partition: dict[str, Any] = {}
+        lag_events = 0
+        for p in partitions:
+            applied_offset = int((positions.get(p) or {}).get("offset", 0))
+            waiting = _data_records(applied_offset, produced.get(p, 0), controls.get(p, []))
+            lag_events += waiting
+            per_partition[str(p)] = {
+                "produced": produced.get(p, 0),
+                "applied": applied_offset,
+                "lag_events": waiting,
+                "applied_lsn": format_lsn(int((positions.get(p) or {}).get("lsn", 0))),
+            }
+        applied_lsn = min((int((positions.get(p) or {}).get("lsn", 0)) for p in partitions), default=0)
+        behind = [p for p in partitions if int((positions.get(p) or {}).get("lsn", 0)) < head]
         oldest = min(
             (float(positions[p].get("commit_ts") or 0) for p in behind if p in positions), default=0.0
         )
+        dead = state.get(deadletter_state_name(target.name)) or {}
         target_caught_up = bool(partitions) and not behind
         caught_up = caught_up and target_caught_up
         targets[target.name] = {
             "kind": target.kind,
             "caught_up": target_caught_up,
             "applied_lsn": format_lsn(applied_lsn),
-            "events_applied": int((state.get(applier_state_name(target.name)) or {}).get("events", 0)),
+            "events_applied": sum(int(v.get("events", 0)) for v in positions.values()),
             "lag": {
                 "events": lag_events,
                 "bytes": max(0, head - applied_lsn),
                 "seconds": round(max(0.0, now - oldest), 3) if behind and oldest else 0.0,
             },
-            "partitions": {
-                str(p): {
-                    "produced": produced.get(p, 0),
-                    "applied": int(positions.get(p, {}).get("offset", 0)),
-                    "lag_events": max(0, produced.get(p, 0) - int(positions.get(p, {}).get("offset", 0))),
-                }
-                for p in partitions
+            "dead_letters": {
+                "count": int(dead.get("count", 0)),
+                "paused_threads": dead.get("paused_threads", []),
+                "recent": dead.get("recent", [])[-10:],
+                "topic": dead.get("topic", f"{config.kafka.topic}.dlq"),
             },
+            "partitions": per_partition,
         }
     confirmed_lsn = int(publisher.get("confirmed_lsn") or 0)
-    return {
+    report: dict[str, Any] = {
         "caught_up": caught_up,
         "taken_at": now,
         "source": {
@@ -92,8 +148,11 @@ def collect(config: Config, state: StateStore, head: int, slot: dict[str, Any]) 
         },
         "lag": {
             "capture": {"bytes": slot.get("lag_bytes", max(0, head - confirmed_lsn))},
-            "publish": {"events": sum(produced.values()), "confirmed_lsn": format_lsn(confirmed_lsn)},
+            "publish": {"records": sum(produced.values()), "confirmed_lsn": format_lsn(confirmed_lsn)},
             "apply": {name: t["lag"] for name, t in targets.items()},
         },
         "targets": targets,
     }
+    if live is not None:
+        report["stages"] = live.stages
+    return report
