@@ -136,7 +136,14 @@ def verify(
     try:
         for thread_id in _threads(source, target, thread_ids):
             report.threads += 1
-            _verify_thread(src, tgt, thread_id, report, out)
+            try:
+                _verify_thread(src, tgt, thread_id, report, out)
+            except _Enough:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one unreadable thread must not hide the others
+                # A saver that cannot read a thread (unknown serde type, corrupt payload) is a
+                # difference to report for that thread, not a reason to stop verifying.
+                out.add(thread_id, None, None, "read", _Note(f"{type(exc).__name__}: {exc}"), _Note("-"))
     except _Enough:
         report.truncated = True
     return report

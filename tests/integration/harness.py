@@ -16,9 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from langgraph.checkpoint.postgres import PostgresSaver
+from psycopg.rows import dict_row
+
+from connectors.registry import make_sink, make_source
 from replicator.config import Config, load_config
-from replicator.state import PostgresStateStore
+from replicator.demo_app import build_graph, run_conversation
+from replicator.state import MemoryStateStore, PostgresStateStore
 from replicator.status import collect, source_head
+from replicator.verify import VerifyReport, verify
 
 
 def write_config(
@@ -161,3 +168,36 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
 
 def load(path: Path) -> Config:
     return load_config(path)
+
+
+class App:
+    """The user's LangGraph app writing through PostgresSaver."""
+
+    def __init__(self, dsn: str) -> None:
+        self.conn = psycopg.connect(dsn, autocommit=True, prepare_threshold=0, row_factory=dict_row)
+        self.saver = PostgresSaver(self.conn)  # type: ignore[arg-type]
+        self.saver.setup()
+        self.graph = build_graph(self.saver)
+
+    def converse(self, thread_id: str, **kwargs: Any) -> None:
+        run_conversation(self.graph, thread_id, **kwargs)
+
+    def delete(self, thread_id: str) -> None:
+        self.saver.delete_thread(thread_id)
+
+
+def compare(config: Config) -> VerifyReport:
+    source = make_source(config.source, MemoryStateStore())
+    sink = make_sink(config.targets[0])
+    try:
+        return verify(source, sink)
+    finally:
+        source.close()
+        sink.close()
+
+
+def assert_equal(config: Config, *, threads: int) -> VerifyReport:
+    report = compare(config)
+    assert report.ok, "\n".join(str(d) for d in report.differences)
+    assert report.threads == threads
+    return report

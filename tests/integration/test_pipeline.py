@@ -7,86 +7,24 @@ what PostgresSaver returns for every thread and namespace (replicator.verify).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
-from langgraph.checkpoint.postgres import PostgresSaver
-from psycopg.rows import dict_row
 
-from connectors.registry import make_sink, make_source
-from replicator.config import Config
-from replicator.demo_app import build_graph, run_conversation
-from replicator.state import MemoryStateStore, PostgresStateStore, applier_positions
-from replicator.verify import VerifyReport, verify
-from tests.integration.harness import DaemonProcess, cli, load, wait_caught_up, wait_for, write_config
+from connectors.registry import make_sink
+from replicator.state import PostgresStateStore, applier_positions
+from tests.integration.harness import (  # noqa: F401 - App, compare, assert_equal re-exported
+    App,
+    DaemonProcess,
+    assert_equal,
+    cli,
+    compare,
+    load,
+    wait_caught_up,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
-
-
-class App:
-    """The user's LangGraph app writing through PostgresSaver."""
-
-    def __init__(self, dsn: str) -> None:
-        self.conn = psycopg.connect(dsn, autocommit=True, prepare_threshold=0, row_factory=dict_row)
-        self.saver = PostgresSaver(self.conn)  # type: ignore[arg-type]
-        self.saver.setup()
-        self.graph = build_graph(self.saver)
-
-    def converse(self, thread_id: str, **kwargs: Any) -> None:
-        run_conversation(self.graph, thread_id, **kwargs)
-
-    def delete(self, thread_id: str) -> None:
-        self.saver.delete_thread(thread_id)
-
-
-@pytest.fixture
-def app(pg_dsn: str) -> Iterator[App]:
-    application = App(pg_dsn)
-    yield application
-    application.conn.close()
-
-
-@pytest.fixture
-def config_path(
-    tmp_path: Path, pg_dsn: str, broker: Any, kafka_topic: str, moto: Any, dynamo_table: str, s3_bucket: str
-) -> Path:
-    return write_config(
-        tmp_path / "replicator.toml",
-        dsn=pg_dsn,
-        bootstrap=broker.bootstrap_servers,
-        topic=kafka_topic,
-        endpoint=moto.endpoint_url,
-        table=dynamo_table,
-        bucket=s3_bucket,
-        extra_source="snapshot_chunk_rows = 40",
-    )
-
-
-@pytest.fixture
-def daemon(config_path: Path, tmp_path: Path) -> Iterator[DaemonProcess]:
-    process = DaemonProcess(config_path, tmp_path)
-    yield process
-    process.stop()
-
-
-def compare(config: Config) -> VerifyReport:
-    source = make_source(config.source, MemoryStateStore())
-    sink = make_sink(config.targets[0])
-    try:
-        return verify(source, sink)
-    finally:
-        source.close()
-        sink.close()
-
-
-def assert_equal(config: Config, *, threads: int) -> VerifyReport:
-    report = compare(config)
-    assert report.ok, "\n".join(str(d) for d in report.differences)
-    assert report.threads == threads
-    return report
 
 
 def test_live_graph_replicates_exactly(app: App, config_path: Path, daemon: DaemonProcess) -> None:

@@ -45,13 +45,47 @@ from replicator.events import (
     Op,
     SourceMeta,
 )
-from replicator.faults import fault_point
+from replicator.faults import enter_phase, fault_point
 from replicator.state import SOURCE_STATE, StateStore
 
 log = structlog.get_logger("replicator.source.postgres")
 
 _SNAPSHOT_DONE = "done"
 _KEEPALIVE_S = 5.0
+_SLOT_CHECK_MIN_S = 1.0  # how often, at most, the slot's retained WAL is measured
+_SLOT_WARN_EVERY_S = 60.0  # how often, at most, "slot retains too much WAL" is logged
+
+
+class SlotLagWatch:
+    """Decides when to measure the slot's retained WAL and when to warn about it.
+
+    A slot keeps every WAL segment from its ``restart_lsn`` on. It grows when a target falls
+    behind (the slot is confirmed only up to what every target applied) or the daemon stops
+    confirming; unnoticed, it fills the source's disk. The warning repeats at most once a
+    minute while the condition lasts, so it is seen without flooding the log.
+    """
+
+    def __init__(
+        self, threshold: int, check_every: float, warn_every: float = _SLOT_WARN_EVERY_S
+    ) -> None:
+        self.threshold = threshold
+        self.check_every = check_every
+        self.warn_every = warn_every
+        self._checked_at: float | None = None
+        self._warned_at: float | None = None
+
+    def due(self, now: float) -> bool:
+        return self._checked_at is None or now - self._checked_at >= self.check_every
+
+    def observe(self, retained: int, now: float) -> bool:
+        """Record one measurement; True when it should be logged as a warning now."""
+        self._checked_at = now
+        if retained <= self.threshold:
+            return False
+        if self._warned_at is not None and now - self._warned_at < self.warn_every:
+            return False
+        self._warned_at = now
+        return True
 
 
 class _SnapshotToken:
@@ -131,6 +165,7 @@ class PostgresSource:
     def _snapshot(
         self, start: SnapshotCursor, position: int, exported: str | None
     ) -> Iterator[ChangeEvent | Committed | None]:
+        enter_phase("snapshot")
         meta = SourceMeta(lsn=position, snapshot=True)
         with connect(self._dsn) as conn:
             self.snapshot_total = count_rows(conn, self.config.schema_name)
@@ -171,11 +206,15 @@ class PostgresSource:
         last_end = 0
         last_heartbeat = time.monotonic()
         last_feedback = time.monotonic()
+        watch = SlotLagWatch(self.config.max_slot_lag_bytes, max(_SLOT_CHECK_MIN_S, interval))
+        enter_phase("streaming")
         repl.feedback(0, reply=True)
         while True:
             raw = repl.read()
             if raw is None:
                 now = time.monotonic()
+                if watch.due(now):
+                    self._check_slot_lag(watch, now)
                 if not in_tx and now - last_heartbeat >= interval:
                     position = max(last_end, repl.server_position)
                     beat = SourceMeta(lsn=position, commit_ts=time.time())
@@ -200,6 +239,9 @@ class PostgresSource:
                 in_tx = False
                 last_end = max(last_end, msg.end_lsn)
                 yield Committed(lsn=msg.end_lsn, commit_ts=msg.commit_ts)
+                now = time.monotonic()
+                if watch.due(now):  # busy streams are measured too, not only idle ones
+                    self._check_slot_lag(watch, now)
             elif isinstance(msg, pgoutput.Insert | pgoutput.Update | pgoutput.Delete):
                 relation = decoder.relations.get(msg.relation_oid)
                 if relation.namespace != schema or relation.name not in COLUMNS:
@@ -208,7 +250,9 @@ class PostgresSource:
                 meta = SourceMeta(lsn=lsn, commit_ts=commit_ts, xid=xid, seq=seq, table=relation.name)
                 if isinstance(msg, pgoutput.Delete):
                     row = decoder.row(msg.relation_oid, msg.old, key_only=msg.old_is_key)
-                    yield row_to_event(relation.name, Op.DELETE, row, meta)
+                    deleted = row_to_event(relation.name, Op.DELETE, row, meta)
+                    fault_point("source.after_read")
+                    yield deleted
                     continue
                 row = decoder.row(msg.relation_oid, msg.new)
                 event = row_to_event(relation.name, Op.UPSERT, row, meta, _is_unchanged)
@@ -217,6 +261,7 @@ class PostgresSource:
                     if refetched is None:
                         continue  # the row is gone again: its delete follows in the stream
                     event = refetched
+                fault_point("source.after_read")
                 yield event
             elif isinstance(msg, pgoutput.Truncate):
                 names = [
@@ -229,6 +274,34 @@ class PostgresSource:
                         "operation and is not replicated. Fix: empty the target too, then run "
                         "`replicator reset --config FILE` and start again.",
                     )
+
+    def _check_slot_lag(self, watch: SlotLagWatch, now: float) -> None:
+        """Measure the WAL the slot retains; warn (rate-limited) above source.max_slot_lag_bytes."""
+        try:
+            row = self._side_conn().execute(
+                """SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, wal_status,
+                          safe_wal_size
+                   FROM pg_replication_slots WHERE slot_name = %s""",
+                (self.config.slot,),
+            ).fetchone()
+        except (psycopg.Error, ReplicatorError) as exc:
+            # Advisory only: a broken side connection shows up where it matters (refetch, state).
+            watch.observe(0, now)
+            log.debug("slot lag not measured", error=str(exc))
+            return
+        retained = int(row[0]) if row is not None and row[0] is not None else 0
+        log.debug("slot lag measured", slot=self.config.slot, bytes=retained)
+        if watch.observe(retained, now):
+            log.warning(
+                "slot retains too much WAL",
+                slot=self.config.slot,
+                bytes=retained,
+                threshold=self.config.max_slot_lag_bytes,
+                wal_status=row[1] if row is not None else None,
+                safe_wal_size=row[2] if row is not None else None,
+                hint="a target is behind or positions are not being confirmed (see `replicator "
+                "status`); the source keeps this WAL on disk until every target applied it",
+            )
 
     def _refetch(self, table: str, row: dict[str, Any], meta: SourceMeta) -> RowChange | None:
         """A row whose bytea was not resent (unchanged TOAST): read its current version."""

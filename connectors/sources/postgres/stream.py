@@ -26,6 +26,30 @@ from replicator.errors import ErrorKind, ReplicatorError
 from replicator.redact import redact
 
 
+# SQLSTATEs of START_REPLICATION, decided by code, never by message text.
+_UNDEFINED_OBJECT = "42704"  # the slot does not exist
+_OBJECT_IN_USE = "55006"  # "replication slot ... is active for PID ...": a previous walsender
+_RETRYABLE_CLASSES = ("08", "53", "57")  # connection, insufficient resources, operator intervention
+
+
+def _start_error_kind(exc: psycopg2.Error) -> ErrorKind:
+    """Why START_REPLICATION failed, as a kind the supervisor knows how to treat.
+
+    A slot still held by the walsender of a connection that just broke (it lingers until the
+    server notices, up to wal_sender_timeout), a server shutting down or starting up, and a lost
+    connection all pass: they are retried with backoff. A missing slot is lost data; anything
+    else is a setup problem.
+    """
+    code = exc.pgcode or ""
+    if code == _UNDEFINED_OBJECT:
+        return ErrorKind.SOURCE_LOST
+    if code == _OBJECT_IN_USE or code.startswith(_RETRYABLE_CLASSES):
+        return ErrorKind.SOURCE_UNREACHABLE
+    if isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError) and not code:
+        return ErrorKind.SOURCE_UNREACHABLE  # the connection itself failed: no SQLSTATE
+    return ErrorKind.SOURCE_SETUP
+
+
 @dataclass(frozen=True)
 class RawMessage:
     payload: bytes
@@ -79,10 +103,9 @@ class ReplicationConnection:
                 options={"proto_version": "1", "publication_names": self.publication, "binary": "true"},
             )
         except psycopg2.Error as exc:
-            message = str(exc).strip()
-            kind = ErrorKind.SOURCE_LOST if "does not exist" in message else ErrorKind.SOURCE_SETUP
             raise ReplicatorError(
-                kind, f"cannot start replication from slot {self.slot!r}: {message}"
+                _start_error_kind(exc),
+                f"cannot start replication from slot {self.slot!r}: {redact(str(exc)).strip()}",
             ) from None
         self._started = True
 

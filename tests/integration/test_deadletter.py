@@ -1,0 +1,101 @@
+"""Poison events go to the dead-letter topic with their reason; their thread is held; the rest flows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from connectors.registry import make_sink
+from replicator.state import PostgresStateStore
+from tests.integration.harness import App, DaemonProcess, cli, compare, load, wait_caught_up, wait_for
+
+pytestmark = pytest.mark.integration
+
+POISON_THREAD = "poison-thread"
+
+
+def dead_letters(bootstrap: str, topic: str, expected: int) -> list[Any]:
+    """Read the dead-letter topic without auto-creating it (some brokers would, with 4 partitions)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+        group_id=None,
+        allow_auto_create_topics=False,
+    )
+    partitions = consumer.partitions_for_topic(f"{topic}.dlq") or set()
+    consumer.assign([TopicPartition(f"{topic}.dlq", p) for p in sorted(partitions)])
+    records = []
+    if partitions:
+        for record in consumer:
+            records.append(record)
+            if len(records) >= expected:
+                break
+    consumer.close()
+    return sorted(records, key=lambda r: (r.partition, r.offset))
+
+
+def test_malformed_record_is_dead_lettered_and_its_thread_held(
+    app: App, config_path: Path, daemon: DaemonProcess, broker: Any, kafka_topic: str
+) -> None:
+    config = load(config_path)
+    app.converse("healthy-1")
+    daemon.start()
+    wait_caught_up(config, daemon)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
+    producer.send(
+        kafka_topic, key=POISON_THREAD.encode(), value=b"\xc1 not msgpack", headers=[("lgr-v", b"1")]
+    )
+    producer.flush()
+    producer.close()
+    app.converse(POISON_THREAD)  # later events of the poisoned thread: held, not applied out of order
+    app.converse("healthy-2")  # other threads go on
+    wait_caught_up(config, daemon)
+
+    state = PostgresStateStore(config.source.dsn.get_secret_value(), create=False)
+    dead = state.get("deadletters:dynamo") or {}
+    state.close()
+    assert dead.get("paused_threads") == [POISON_THREAD]
+    assert dead["count"] > 1  # the malformed record and the thread's later events
+    assert "undecodable event" in dead["recent"][0]["reason"]
+
+    records = dead_letters(broker.bootstrap_servers, kafka_topic, dead["count"])
+    assert len(records) == dead["count"]
+    assert records[0].value == b"\xc1 not msgpack"
+    reasons = [dict(r.headers)["lgr-reason"].decode() for r in records]
+    assert "undecodable event" in reasons[0]
+    assert all("paused" in reason for reason in reasons[1:])
+
+    status = cli("status", "--config", str(config_path), "--json")
+    report = json.loads(status.stdout)
+    assert report["targets"]["dynamo"]["dead_letters"]["paused_threads"] == [POISON_THREAD]
+
+    target = make_sink(config.targets[0]).saver()
+    assert target.get_tuple({"configurable": {"thread_id": POISON_THREAD}}) is None
+    report_v = compare(config)
+    assert [d.thread_id for d in report_v.differences] == [POISON_THREAD]
+    assert daemon.alive()
+
+
+def test_event_the_target_refuses_is_dead_lettered(
+    app: App, config_path: Path, daemon: DaemonProcess, broker: Any, kafka_topic: str
+) -> None:
+    """A pickled channel value cannot be spliced into DynamoDBSaver's msgpack payload."""
+    config = load(config_path)
+    app.converse("fine")
+    app.converse("refused")
+    with app.conn.cursor() as cur:
+        cur.execute("UPDATE checkpoint_blobs SET type = 'pickle' WHERE thread_id = 'refused'")
+    daemon.start()
+    wait_for(lambda: len(dead_letters(broker.bootstrap_servers, kafka_topic, 1)) >= 1, 120, "a dead letter")
+    app.converse("after")
+    wait_caught_up(config, daemon)
+    report = compare(config)
+    assert {d.thread_id for d in report.differences} == {"refused"}
+    records = dead_letters(broker.bootstrap_servers, kafka_topic, 1)
+    assert "pickle" in dict(records[0].headers)["lgr-reason"].decode()
+    assert daemon.alive()
