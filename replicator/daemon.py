@@ -28,7 +28,7 @@ from replicator.metrics import Metrics
 from replicator.publisher import Publisher
 from replicator.redact import redact
 from replicator.state import PostgresStateStore, StateStore
-from replicator.status import Live, applied_floor, collect, source_head
+from replicator.status import Live, applied_floor, collect, recheck_caught_up, source_head
 
 log = structlog.get_logger("replicator.daemon")
 
@@ -60,6 +60,7 @@ class Daemon:
     report_at: float = 0.0
     http_port: int | None = None
     _metrics: Metrics | None = None
+    _previous_head: int = 0
 
     def preflight(self) -> None:
         """Fail fast, before any thread starts, on everything an operator must fix."""
@@ -170,7 +171,11 @@ class Daemon:
                 if publisher is not None:
                     live.produced = dict(publisher.stats.produced)
                     live.control_offsets = {p: list(o) for p, o in publisher.stats.control_offsets.items()}
-                self.report = collect(self.config, self._state(), head, slot, live)
+                report = collect(self.config, self._state(), head, slot, live)
+                # The daemon's own writes (positions) keep moving the WAL head, so "caught up"
+                # is judged against the head of the previous round, a second ago.
+                self.report = recheck_caught_up(report, self._previous_head or head)
+                self._previous_head = head
                 self.report_error = None
                 self.report_at = time.monotonic()
                 if slot.get("retained_over_threshold"):
@@ -229,6 +234,10 @@ class Daemon:
 
     def _supervise(self, name: str, build: Callable[[], tuple[Stage, Callable[[], None]]]) -> None:
         status = self.stages.setdefault(name, StageStatus(name))
+        # Every log line of this thread names its stage (and target, for an applier).
+        structlog.contextvars.bind_contextvars(stage=name.split(":", 1)[0])
+        if ":" in name:
+            structlog.contextvars.bind_contextvars(target=name.split(":", 1)[1])
         attempt = 0
         while not self.stop_event.is_set():
             close: Callable[[], None] | None = None

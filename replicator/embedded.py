@@ -412,6 +412,20 @@ class EmbeddedPostgres(_Service):
         self._running = True
         self._wait_ready()
 
+    def halt(self, mode: str = "fast") -> None:
+        """Shut the server down but keep its data and port: an outage, ended by ``resume``."""
+        if self._tmp is None:
+            raise RuntimeError("EmbeddedPostgres.halt() before start()")
+        data, _sock, _log = self._paths()
+        self._running = False
+        self._run("pg_ctl", "stop", "-D", str(data), "-m", mode, "-w", "-t", str(int(STOP_TIMEOUT_S)))
+
+    def resume(self) -> None:
+        """Start a halted server again on the same port and data."""
+        self._pg_ctl_start()
+        self._running = True
+        self._wait_ready()
+
     def stop(self, mode: str = "fast") -> None:
         """Stop the server and delete the cluster; safe to call twice or after a failed start.
 

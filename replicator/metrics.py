@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -161,6 +161,7 @@ def _lsn(text: str | None) -> float:
 
 class Metrics:
     def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
+        disable_created_metrics()  # `_created` series only add noise to every histogram
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_StateCollector(snapshot))
         self.batch_seconds = Histogram(

@@ -156,3 +156,19 @@ def collect(
     if live is not None:
         report["stages"] = live.stages
     return report
+
+
+def recheck_caught_up(report: dict[str, Any], head: int) -> dict[str, Any]:
+    """The same report, with ``caught_up`` judged against an earlier ``head``.
+
+    A running daemon's report compares with the head it sampled; a command that started
+    earlier asks whether everything committed when *it* started is applied.
+    """
+    all_caught_up = report["source"]["snapshot"]["state"] == "done" and bool(report["targets"])
+    for target in report["targets"].values():
+        partitions = target["partitions"].values()
+        done = bool(partitions) and all((parse_lsn(p["applied_lsn"]) or 0) >= head for p in partitions)
+        target["caught_up"] = done
+        all_caught_up = all_caught_up and done
+    report["caught_up"] = all_caught_up
+    return report

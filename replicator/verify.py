@@ -140,7 +140,7 @@ def verify(
                 _verify_thread(src, tgt, thread_id, report, out)
             except _Enough:
                 raise
-            except Exception as exc:  # noqa: BLE001 - one unreadable thread must not hide the others
+            except Exception as exc:
                 # A saver that cannot read a thread (unknown serde type, corrupt payload) is a
                 # difference to report for that thread, not a reason to stop verifying.
                 out.add(thread_id, None, None, "read", _Note(f"{type(exc).__name__}: {exc}"), _Note("-"))

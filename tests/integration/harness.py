@@ -39,6 +39,7 @@ def write_config(
     bucket: str | None,
     partitions: int = 4,
     extra_source: str = "",
+    extra: str = "",
 ) -> Path:
     suffix = uuid.uuid4().hex[:8]
     bucket_line = f's3_bucket = "{bucket}"' if bucket else ""
@@ -70,6 +71,8 @@ endpoint_url = "{endpoint}"
 [log]
 format = "json"
 level = "info"
+
+{extra}
 """,
         encoding="utf-8",
     )
