@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 
@@ -25,12 +26,25 @@ def status_table(report: dict[str, Any]) -> Table:
         table.add_column(column)
     table.add_row("source head", source["head_lsn"], "", source["kind"])
     snapshot = source["snapshot"]
-    table.add_row(
-        "initial copy",
-        f"{snapshot['rows']} rows",
-        "",
-        f"{snapshot['state']} (~{snapshot['total_estimate']} rows)",
-    )
+    if snapshot["state"] == "running":
+        total = max(int(snapshot["total_estimate"]), int(snapshot["rows"]), 1)
+        rate, eta = snapshot.get("rows_per_second"), snapshot.get("eta_seconds")
+        detail = _size(int(snapshot.get("bytes", 0)))
+        if rate:
+            detail += f", {rate:,.0f} rows/s, ETA {eta:,.0f} s"
+        table.add_row(
+            "initial copy",
+            ProgressBar(total=total, completed=int(snapshot["rows"]), width=20),
+            f"{snapshot['rows']}/{total} rows",
+            detail,
+        )
+    else:
+        table.add_row(
+            "initial copy",
+            f"{snapshot['rows']} rows",
+            "",
+            f"{snapshot['state']} (~{snapshot['total_estimate']} rows)",
+        )
     table.add_row(
         "captured (slot)",
         slot.get("confirmed_flush_lsn", "-"),

@@ -59,6 +59,16 @@ def source_head(config: Config) -> tuple[int, dict[str, Any]]:
     return head, slot
 
 
+def _progress(source: dict[str, Any], now: float) -> dict[str, Any]:
+    """Rate and ETA of a running initial copy, from its persisted progress."""
+    rows, total = int(source.get("rows", 0)), int(source.get("total", 0))
+    started, updated = float(source.get("started_at") or 0), float(source.get("updated_at") or 0)
+    if source.get("snapshot") != "running" or not started or updated <= started or not rows:
+        return {"rows_per_second": None, "eta_seconds": None}
+    rate = rows / (updated - started)
+    return {"rows_per_second": round(rate, 1), "eta_seconds": round(max(0, total - rows) / rate, 1)}
+
+
 def _data_records(first: int, end: int, controls: list[int]) -> int:
     """Records in [first, end) that are not control records."""
     if end <= first:
@@ -144,6 +154,8 @@ def collect(
                 "state": source.get("snapshot", "not started"),
                 "rows": source.get("rows", 0),
                 "total_estimate": source.get("total", 0),
+                "bytes": source.get("bytes", 0),
+                **_progress(source, now),
             },
         },
         "lag": {

@@ -107,6 +107,9 @@ class PostgresSource:
         self._side: psycopg.Connection[Any] | None = None
         self._saver_conn: psycopg.Connection[Any] | None = None
         self.snapshot_rows = 0
+        self.snapshot_bytes = 0
+        self.snapshot_started_at = time.time()
+        self._progress_logged = time.monotonic()
         self.snapshot_total = 0
 
     # -- checks -------------------------------------------------------------------------------
@@ -185,6 +188,8 @@ class PostgresSource:
             ):
                 yield from chunk.events
                 self.snapshot_rows += chunk.rows
+                self.snapshot_bytes += chunk.bytes
+                self._log_progress(started)
                 yield Committed(lsn=position, token=_SnapshotToken(chunk.cursor, self.snapshot_rows))
                 fault_point("snapshot.between_chunks")
             elapsed = time.monotonic() - started
@@ -192,6 +197,23 @@ class PostgresSource:
         yield Control(kind=ControlKind.SNAPSHOT_END, source=meta, info={"rows": self.snapshot_rows})
         yield Committed(
             lsn=position, token=_SnapshotToken(SnapshotCursor(len(TABLES), None), self.snapshot_rows)
+        )
+
+    def _log_progress(self, started: float, every_s: float = 5.0) -> None:
+        """A progress line (rows, bytes, rate, ETA) every few seconds of a long initial copy."""
+        now = time.monotonic()
+        if now - self._progress_logged < every_s:
+            return
+        self._progress_logged = now
+        rate = self.snapshot_rows / max(now - started, 1e-6)
+        remaining = max(0, self.snapshot_total - self.snapshot_rows)
+        log.info(
+            "initial copy progress",
+            rows=self.snapshot_rows,
+            total_estimate=self.snapshot_total,
+            bytes=self.snapshot_bytes,
+            rows_per_second=round(rate),
+            eta_seconds=round(remaining / rate) if rate > 0 else None,
         )
 
     def _stream(self, repl: ReplicationConnection) -> Iterator[ChangeEvent | Committed | None]:
@@ -332,6 +354,9 @@ class PostgresSource:
                     "position": committed.lsn,
                     "rows": token.rows,
                     "total": self.snapshot_total,
+                    "bytes": self.snapshot_bytes,
+                    "started_at": self.snapshot_started_at,
+                    "updated_at": time.time(),
                 },
             )
             return
