@@ -134,33 +134,49 @@ def test_reset_needs_confirmation(tmp_path: Path, saver_db: str) -> None:
     assert_error(cli("reset", "--config", str(config(tmp_path, dsn=saver_db))), "--yes")
 
 
-def test_password_never_reaches_logs_or_status(
+def test_password_never_reaches_logs_status_or_metrics(
     tmp_path: Path, saver_db: str, broker: Any, kafka_topic: str, moto: Any, dynamo_table: str
 ) -> None:
+    import urllib.request
+
     secret = "s3cr3t-Pa55word"
     dsn = saver_db.replace("postgres@", f"postgres:{secret}@")  # trust auth accepts any password
-    path = config(
-        tmp_path,
+    port = free_port()
+    path = write_config(
+        tmp_path / "c.toml",
         dsn=dsn,
         bootstrap=broker.bootstrap_servers,
         topic=kafka_topic,
         endpoint=moto.endpoint_url,
         table=dynamo_table,
+        bucket=None,
+        extra=f'[http]\nlisten = "127.0.0.1:{port}"\n',
     )
-    text = path.read_text().replace('level = "info"', 'level = "debug"')
-    path.write_text(text)
+    # Human console logs at debug level: the most verbose output there is.
+    path.write_text(
+        path.read_text().replace('level = "info"', 'level = "debug"').replace('"json"', '"console"')
+    )
     daemon = DaemonProcess(path, tmp_path)
     daemon.start()
     try:
         wait_caught_up(load(path), daemon)
+        pages = [
+            urllib.request.urlopen(f"http://127.0.0.1:{port}{p}", timeout=5).read().decode()
+            for p in ("/status", "/metrics", "/readyz")
+        ]
         status = cli("status", "--config", str(path), "--json")
         table = cli("status", "--config", str(path))
         verify = cli("verify", "--config", str(path))
         assert daemon.terminate() == 0
     finally:
         daemon.stop()
-    everything = (
-        daemon.output() + status.stdout + status.stderr + table.stdout + verify.stdout + verify.stderr
+    everything = "".join(
+        [daemon.output(), *pages, status.stdout, status.stderr, table.stdout, verify.stdout, verify.stderr]
     )
-    assert "daemon started" in everything and "caught_up" in everything
+    assert (
+        "daemon started" in everything
+        and "caught_up" in everything
+        and "langgraph_replicator_up" in everything
+    )
+    assert "[info     ] daemon started" in daemon.output()  # the console format, not JSON
     assert secret not in everything
