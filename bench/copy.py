@@ -16,6 +16,7 @@ Same data, same moto target:
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -99,7 +100,7 @@ def _capture_only(dsn: str, chunk_rows: int) -> dict[str, float]:
     return out
 
 
-def _replicate(s: Services, dsn: str, p: Params, outdir: Any) -> dict[str, Any]:
+def _replicate(s: Services, dsn: str, p: Params) -> dict[str, Any]:
     table = s.table("copy")
     config, path = s.config(dsn, table, topic="bench.copy", partitions=4)
     state = PostgresStateStore(dsn)
@@ -110,62 +111,38 @@ def _replicate(s: Services, dsn: str, p: Params, outdir: Any) -> dict[str, Any]:
         sampler.start()
         meter = CpuMeter(s.process_groups(daemon=lambda: [daemon.pid])).start()
         t0 = time.monotonic()
-        while (state.get(SOURCE_STATE) or {}).get("snapshot") != "done":
-            if not daemon.alive():
-                raise RuntimeError(f"copy daemon exited:\n{daemon.tail()}")
-            time.sleep(0.05)
-        result["snapshot_s"] = time.monotonic() - t0
-        # The target has caught up when it applied what the source had at the end of the copy.
-        wait_caught_up(config, state, timeout=1800, alive=daemon.alive)
-        result["copy_s"] = time.monotonic() - t0
-        meter.stop()
-        result["cpu"] = meter.shares()
+        with contextlib.ExitStack() as stack:
+            prof = stack.enter_context(profile.record(daemon.pid, s.workdir / "copy.pyspy")) if p.profile else []
+            while (state.get(SOURCE_STATE) or {}).get("snapshot") != "done":
+                if not daemon.alive():
+                    raise RuntimeError(f"copy daemon exited:\n{daemon.tail()}")
+                time.sleep(0.05)
+            result["snapshot_s"] = time.monotonic() - t0
+            # Caught up: the target applied what the source had at the end of the copy.
+            wait_caught_up(config, state, timeout=1800, alive=daemon.alive)
+            result["copy_s"] = time.monotonic() - t0
+            meter.stop()
         sampler.stop()
-        result["rss_max"] = max(rss, default=0.0)
-        publisher = state.get("publisher") or {}
-        applier = state.get("applier:dynamo") or {}
-        result["events"] = int(applier.get("events", 0))
-        result["published"] = int(publisher.get("events", 0))
-        if p.verify_threads:
-            from bench.data import connect
-
-            with connect(dsn) as conn:
-                ids = [
-                    r["thread_id"]
-                    for r in conn.execute(
-                        "SELECT DISTINCT thread_id FROM checkpoints ORDER BY thread_id"
-                    ).fetchall()
-                ]
-            step = max(1, len(ids) // p.verify_threads)
-            args = [a for t in ids[::step][: p.verify_threads] for a in ("--thread", t)]
-            proc = subprocess.run(
-                [sys.executable, "-m", "replicator.cli", "verify", "--config", str(path), *args],
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
-            result["verify"] = (proc.returncode, (proc.stdout + proc.stderr).strip().splitlines()[-1:])
+    result["cpu"] = meter.shares()
+    result["rss_max"] = max(rss, default=0.0)
+    result["events"] = int((state.get("applier:dynamo") or {}).get("events", 0))
     state.close()
+    if prof:
+        result["profile"] = prof[0]
+    if p.verify_threads:
+        with data.connect(dsn) as conn:
+            rows = conn.execute("SELECT DISTINCT thread_id FROM checkpoints ORDER BY thread_id").fetchall()
+        ids = [r["thread_id"] for r in rows]
+        step = max(1, len(ids) // p.verify_threads)
+        args = [a for t in ids[::step][: p.verify_threads] for a in ("--thread", t)]
+        proc = subprocess.run(
+            [sys.executable, "-m", "replicator.cli", "verify", "--config", str(path), *args],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        result["verify"] = (proc.returncode, (proc.stdout + proc.stderr).strip().splitlines()[-1:])
     return result
-
-
-def _profile_run(s: Services, dsn: str) -> profile.Profile | None:
-    """A second replicator copy of the same data with py-spy attached (not the timed run)."""
-    table = s.table("copyprof")
-    config, path = s.config(dsn, table, topic="bench.copyprof", partitions=4)
-    state = PostgresStateStore(dsn)
-    try:
-        with DaemonProcess(path, s.workdir / "copyprof-daemon.log") as daemon:
-            time.sleep(0.3)
-            with profile.record(daemon.pid, s.workdir / "copy.pyspy") as prof:
-                wait_caught_up(config, state, timeout=1800, alive=daemon.alive)
-                # wait_caught_up may return before the snapshot even started: insist.
-                while (state.get(SOURCE_STATE) or {}).get("snapshot") != "done":
-                    time.sleep(0.1)
-                wait_caught_up(config, state, timeout=1800, alive=daemon.alive)
-        return prof[0] if prof else None
-    finally:
-        state.close()
 
 
 def run(s: Services, p: Params, outdir: Any) -> Result:
@@ -190,12 +167,12 @@ def run(s: Services, p: Params, outdir: Any) -> Result:
     base_est_s = c["checkpoints"] / base_rate
     log(f"copy: baseline {base['checkpoints']} checkpoints in {base['seconds']:.1f}s ({base_rate:,.0f}/s)")
 
-    rep = _replicate(s, dsn, p, outdir)
+    rep = _replicate(s, dsn, p)
     rep_rate = c["checkpoints"] / rep["copy_s"]
     ratio = rep_rate / base_rate
-    log(f"copy: replicator {rep['copy_s']:.1f}s, ratio {ratio:.1f}x")
+    log(f"copy: replicator {rep['copy_s']:.1f}s (snapshot {rep['snapshot_s']:.1f}s), ratio {ratio:.1f}x, cpu {rep['cpu']}")
 
-    prof = _profile_run(s, dsn) if p.profile else None
+    prof = rep.get("profile")
 
     plot = bar_chart(
         "copy.png",
