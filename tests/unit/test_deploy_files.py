@@ -61,3 +61,21 @@ def test_metric_names_follow_prometheus_conventions() -> None:
         assert re.fullmatch(r"[a-z_]+", name), name
         assert not name.endswith("_total") or "_seconds" not in name
         assert not re.search(r"_(ms|milliseconds|kb|mb)\b", name), name
+
+
+def test_example_config_is_valid() -> None:
+    from replicator.config import load_config
+
+    config = load_config(
+        ROOT / "deploy/replicator.example.toml", env={"PG_PASSWORD": "p", "KAFKA_PASSWORD": "k"}
+    )
+    assert config.kafka.security_protocol == "SASL_SSL"
+    assert config.http.listen == "0.0.0.0:9187"
+
+
+def test_kubernetes_probes_use_the_daemon_endpoints() -> None:
+    manifest = yaml.safe_load((ROOT / "deploy/kubernetes/deployment.yaml").read_text())
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert manifest["spec"]["replicas"] == 1 and manifest["spec"]["strategy"]["type"] == "Recreate"
