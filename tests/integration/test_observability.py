@@ -15,7 +15,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from replicator.embedded import EmbeddedMoto, EmbeddedPostgres, create_dynamodb_table, free_port
 from replicator.metrics import METRIC_NAMES, PREFIX
-from tests.integration.harness import App, DaemonProcess, cli, load, wait_caught_up, wait_for, write_config
+from tests.integration.harness import (
+    App,
+    DaemonProcess,
+    assert_equal,
+    cli,
+    load,
+    wait_caught_up,
+    wait_for,
+    write_config,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -199,5 +208,6 @@ def test_readiness_flips_when_postgres_stops_and_recovers(
         wait_for(lambda: get(port, "/readyz")[0] == 200, 120, "ready again")
         wait_caught_up(load(path), daemon)
         assert daemon.alive() and daemon.runs == 1
+        assert_equal(load(path), threads=2)  # nothing lost across the source outage
     finally:
         daemon.stop()

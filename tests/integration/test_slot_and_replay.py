@@ -1,0 +1,127 @@
+"""The slot keeps advancing while the app is idle, warns when it holds back too much WAL, fails
+clearly when it is gone; and replaying the whole topic into a complete target changes nothing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import psycopg
+import pytest
+
+from connectors.registry import make_sink
+from connectors.sources.postgres.setup import current_lsn, parse_lsn
+from replicator.applier import Applier
+from replicator.state import MemoryStateStore, PostgresStateStore
+from tests.integration.harness import App, DaemonProcess, cli, load, wait_caught_up, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def confirmed_flush(dsn: str, slot: str) -> int:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+        ).fetchone()
+    return parse_lsn(row[0]) or 0 if row else 0
+
+
+def test_idle_slot_advances_and_over_threshold_warns(
+    app: App, config_path: Path, daemon: DaemonProcess, pg: Any
+) -> None:
+    text = config_path.read_text().replace(
+        "heartbeat_interval_s = 0.3", "heartbeat_interval_s = 0.3\nmax_slot_lag_bytes = 1"
+    )
+    config_path.write_text(text)
+    config = load(config_path)
+    app.converse("only")
+    daemon.start()
+    wait_caught_up(config, daemon)
+    # WAL from another database of the cluster: nothing for this slot to publish, yet the slot
+    # must move past it, or Postgres keeps that WAL forever.
+    with pg.connect() as other:
+        other.execute("CREATE TABLE IF NOT EXISTS idle_noise (n int)")
+        other.execute("INSERT INTO idle_noise SELECT generate_series(1, 20000)")
+        head = current_lsn(other)
+    wait_for(
+        lambda: confirmed_flush(config.source.dsn.get_secret_value(), config.source.slot) >= head, 60, "slot"
+    )
+    status = cli("status", "--config", str(config_path), "--json")
+    assert '"retained_over_threshold": true' in status.stdout
+    wait_for(lambda: "retains more WAL than source.max_slot_lag_bytes" in daemon.output(), 30, "warning")
+
+
+def test_dropped_slot_after_the_copy_is_a_clear_error(
+    app: App, config_path: Path, daemon: DaemonProcess
+) -> None:
+    config = load(config_path)
+    app.converse("x")
+    daemon.start()
+    wait_caught_up(config, daemon)
+    assert daemon.terminate() == 0
+    with psycopg.connect(config.source.dsn.get_secret_value(), autocommit=True) as conn:
+        conn.execute("SELECT pg_drop_replication_slot(%s)", (config.source.slot,))
+    result = cli("run", "--config", str(config_path), timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "is gone although the initial copy finished" in output and "replicator reset" in output
+    assert "Traceback" not in output
+
+
+def scan(endpoint: str, table: str, bucket: str) -> tuple[list[Any], dict[str, bytes]]:
+    dynamo = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1")
+    items: list[Any] = []
+    for page in dynamo.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
+        items.extend(page["Items"])
+    items.sort(key=lambda item: (item["PK"]["S"], item["SK"]["S"]))
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    objects = {
+        obj["Key"]: s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        for obj in page.get("Contents", [])
+    }
+    return items, objects
+
+
+def test_replaying_the_whole_topic_changes_nothing(
+    app: App, config_path: Path, daemon: DaemonProcess, moto: Any, dynamo_table: str, s3_bucket: str
+) -> None:
+    config = load(config_path)
+    for i in range(4):
+        app.converse(f"r-{i}", turns=2, attachment_bytes=400_000 if i == 0 else 0)
+    app.delete("r-2")
+    daemon.start()
+    app.converse("r-live")
+    app.delete("r-3")
+    wait_caught_up(config, daemon)
+    assert daemon.terminate() == 0
+    before = scan(moto.endpoint_url, dynamo_table, s3_bucket)
+    assert before[0] and before[1]
+
+    state = PostgresStateStore(config.source.dsn.get_secret_value(), create=False)
+    produced = {int(p): int(o) for p, o in (state.get("publisher") or {})["produced"].items()}
+    state.close()
+    replay_kafka = config.kafka.model_copy(update={"group_prefix": f"replay-{time.time_ns()}"})
+    applier = Applier(make_sink(config.targets[0]), replay_kafka, MemoryStateStore())
+    stop = threading.Event()
+    runner = threading.Thread(target=applier.run, args=(stop,))
+    runner.start()
+    try:
+        wait_for(
+            lambda: all(
+                applier.stats.partitions.get(p) is not None and applier.stats.partitions[p].offset >= end
+                for p, end in produced.items()
+            ),
+            180,
+            "the replay consumed the whole topic from offset 0",
+        )
+    finally:
+        stop.set()
+        runner.join(60)
+    assert applier.stats.events > 100
+    after = scan(moto.endpoint_url, dynamo_table, s3_bucket)
+    assert after[1] == before[1]
+    assert after[0] == before[0]
