@@ -28,4 +28,5 @@ unit: install
 	$(BIN)/python -m pytest -q tests/unit
 
 bench: install
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench

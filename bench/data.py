@@ -124,7 +124,11 @@ def counts(dsn: str, like: str = "%") -> dict[str, int]:
     """Rows per table (threads matching ``like``), threads, and checkpoints with pending writes."""
     with connect(dsn) as conn:
         out = {
-            t: int(conn.execute(f"SELECT count(*) AS n FROM {t} WHERE thread_id LIKE %s", (like,)).fetchone()["n"])  # type: ignore[index]
+            t: int(
+                conn.execute(f"SELECT count(*) AS n FROM {t} WHERE thread_id LIKE %s", (like,)).fetchone()[
+                    "n"
+                ]
+            )  # type: ignore[index]
             for t in TABLES
         }
         out["threads"] = int(

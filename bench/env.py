@@ -330,3 +330,41 @@ class Sampler(threading.Thread):
     def stop(self) -> None:
         self.halt.set()
         self.join(10)
+
+
+def fill_topic(config: Config, state: PostgresStateStore, timeout: float = 600) -> dict[str, Any]:
+    """Run the publisher alone (in this process) until the source's initial copy is in Kafka,
+    acknowledged; the topic then holds a backlog for appliers to drain. Returns its stats."""
+    from connectors.registry import make_source
+    from replicator.publisher import Publisher
+
+    source = make_source(config.source, state)
+    publisher = Publisher(source, config.kafka, state)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            publisher.run(stop)
+        except BaseException as exc:  # re-raised below
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    t0 = time.monotonic()
+    thread.start()
+    while (state.get("source") or {}).get("snapshot") != "done" or publisher._pending:
+        if errors or not thread.is_alive():
+            raise RuntimeError(f"publisher stopped: {errors}")
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError("topic not filled in time")
+        time.sleep(0.02)
+    seconds = time.monotonic() - t0
+    stop.set()
+    thread.join(60)
+    source.close()
+    return {
+        "seconds": seconds,
+        "events": publisher.stats.events,
+        "produced": dict(publisher.stats.produced),
+        "records": sum(publisher.stats.produced.values()),
+    }

@@ -37,22 +37,37 @@ def _frame_name(frame: str) -> str:
     return f"{short}:{name}"
 
 
-def parse(raw: str) -> Profile:
-    """py-spy's raw (collapsed) output: ``frame;frame;...;leaf count`` per line, root first."""
+def parse(raw: str, focus: str | None = None) -> Profile:
+    """py-spy's raw (collapsed) output: ``frame;frame;...;leaf count`` per line, root first.
+
+    With ``focus``, only samples inside a frame whose name ends with it count (start-up and
+    imports of a short child process stay out of the percentages).
+    """
     profile = Profile()
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [_frame_name(f) for f in stack.split(";") if f and not f.startswith(("thread (", "process "))]
-        if not frames:
+        frames = [
+            _frame_name(f) for f in stack.split(";") if f and not f.startswith(("thread (", "process "))
+        ]
+        if not frames or (focus is not None and not any(f.endswith(focus) for f in frames)):
             continue
         profile.samples += count
         profile.self_time[frames[-1]] += count
         for name in set(frames):
             profile.inclusive[name] += count
     return profile
+
+
+DIR = Path(__file__).resolve().parent / "profiles"
+
+
+def path(name: str) -> Path:
+    """Where a raw profile is kept (``bench/profiles/``, not committed) for a closer look."""
+    DIR.mkdir(exist_ok=True)
+    return DIR / f"{name}.pyspy.txt"
 
 
 def available() -> bool:
@@ -68,7 +83,19 @@ def record(pid: int, out: Path, rate: int = 50) -> Iterator[list[Profile]]:
         yield holder
         return
     proc = subprocess.Popen(
-        ["py-spy", "record", "--pid", str(pid), "--nonblocking", "-r", str(rate), "-f", "raw", "-o", str(out)],
+        [
+            "py-spy",
+            "record",
+            "--pid",
+            str(pid),
+            "--nonblocking",
+            "-r",
+            str(rate),
+            "-f",
+            "raw",
+            "-o",
+            str(out),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -88,12 +115,30 @@ def record(pid: int, out: Path, rate: int = 50) -> Iterator[list[Profile]]:
             holder.append(Profile(error=(err or "py-spy wrote nothing").strip()[-300:]))
 
 
+def spawn(
+    cmd: list[str], name: str, *, focus: str | None = None, rate: int = 100, timeout: float = 600
+) -> Profile:
+    """Run ``cmd`` (a Python command) under py-spy from its start; its parsed profile."""
+    if not available():
+        return Profile(error="py-spy not installed (pip install 'langgraph-replicator[bench]')")
+    out = path(name)
+    proc = subprocess.run(
+        ["py-spy", "record", "-r", str(rate), "-f", "raw", "-o", str(out), "--", *cmd],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0 or not out.exists():
+        return Profile(error=(proc.stderr or "py-spy wrote nothing").strip()[-300:])
+    return parse(out.read_text(errors="replace"), focus)
+
+
 def table(profile: Profile, *, top: int = 12, inclusive: list[str] | None = None) -> str:
     """Markdown: the top self-time frames, then the inclusive share of named stages."""
     if profile.error:
         return f"(no profile: {profile.error})"
     lines = [
-        f"{profile.samples:,} CPU-active samples of the daemon process.",
+        f"{profile.samples:,} samples.",
         "",
         "| self time | function |",
         "|---:|---|",

@@ -9,10 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+try:
+    import matplotlib
+except ImportError:  # pragma: no cover - depends on the environment
+    raise SystemExit("python -m bench needs matplotlib: pip install 'langgraph-replicator[bench]'") from None
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 OUT = Path(__file__).resolve().parent
 DPI = 80
@@ -47,6 +50,20 @@ def fmt_rate(value: float) -> str:
     return f"{value:,.0f}"
 
 
+def md_table(header: list[str], rows: list[list[str]], right: int = 1) -> str:
+    """A markdown table; every column from index ``right`` on is right-aligned."""
+    align = ["---" if i < right else "---:" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def cores(shares: dict[str, float]) -> str:
+    """``{"moto": 0.43, ...}`` as ``moto 0.43, daemon 0.37`` (largest first, tiny ones left out)."""
+    ordered = sorted(shares.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{k} {v:.2f}" for k, v in ordered if v >= 0.01)
+
+
 def new_figure(title: str) -> tuple[Any, Any]:
     fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
     ax.set_title(title, fontsize=10)
@@ -62,11 +79,20 @@ def save(fig: Any, name: str, outdir: Path) -> str:
     return name
 
 
+BASELINE, OURS, PROPOSED = "#999999", "#1f77b4", "#2ca02c"
+
+
 def bar_chart(
-    name: str, title: str, labels: list[str], values: list[float], ylabel: str, outdir: Path
+    name: str,
+    title: str,
+    labels: list[str],
+    values: list[float],
+    ylabel: str,
+    outdir: Path,
+    colors: list[str] | None = None,
 ) -> str:
     fig, ax = new_figure(title)
-    bars = ax.bar(labels, values, color=["#999999", "#1f77b4", "#2ca02c", "#d62728"][: len(labels)])
+    bars = ax.bar(labels, values, color=colors or [BASELINE] + [OURS] * (len(labels) - 1))
     for bar, value in zip(bars, values, strict=True):
         ax.annotate(
             f"{value:,.0f}",
@@ -119,6 +145,11 @@ def write(
         "in this run, against a baseline measured in this run.",
         "",
         "Parameters: " + ", ".join(f"`{k}={v}`" for k, v in params.items()) + ".",
+        "",
+        "Other work on the machine (1-minute load average just before each figure, this run's own "
+        "services idle): "
+        + ", ".join(f"{r.key} {r.data['load_before']:.1f}" for r in results if "load_before" in r.data)
+        + ".",
         "",
         "| # | figure | measured | goal | met |",
         "|---|---|---|---|---|",

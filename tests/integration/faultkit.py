@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,9 @@ import psycopg
 
 from connectors.registry import make_sink, make_source
 from replicator.config import Config
-from replicator.state import MemoryStateStore
+from replicator.state import MemoryStateStore, PostgresStateStore
 from replicator.verify import VerifyReport, verify
-from tests.integration.harness import App
+from tests.integration.harness import App, DaemonProcess, wait_caught_up, wait_for
 
 # Short enough that a restarted daemon's consumer replaces its SIGKILLed predecessor in about
 # two seconds (the broker waits out the dead member's session), long enough for a loaded CI box.
@@ -98,6 +99,58 @@ level = "{log_level}"
     return path
 
 
+@dataclass
+class Services:
+    """Where one test's pipeline lives: its own database, topic, table and bucket."""
+
+    dsn: str
+    bootstrap: str
+    topic: str
+    moto_url: str
+    table: str
+    bucket: str
+    tmp: Path
+
+    def config(self, name: str = "replicator.toml", **overrides: Any) -> Path:
+        options: dict[str, Any] = {
+            "dsn": self.dsn,
+            "bootstrap": self.bootstrap,
+            "topic": self.topic,
+            "endpoint": self.moto_url,
+            "table": self.table,
+            "bucket": self.bucket,
+        }
+        options.update(overrides)
+        return write_fault_config(self.tmp / name, **options)
+
+
+def saved_state(config: Config, name: str) -> dict[str, Any]:
+    """One persisted stage document (``source``, ``publisher``, ...), as the daemon left it."""
+    state = PostgresStateStore(config.source.dsn.get_secret_value(), create=False)
+    try:
+        return state.get(name) or {}
+    finally:
+        state.close()
+
+
+def wait_synced(config: Config, daemon: DaemonProcess, timeout: float = 120) -> dict[str, Any]:
+    """``wait_caught_up``, taking the source's head only once the initial copy has been read.
+
+    Works around a gap in the applied positions: the applier counts the snapshot-start marker
+    (and snapshot rows) as "everything below the slot's consistent point is applied", so a head
+    taken before the slot existed (an app that wrote everything before the daemon started) is
+    "caught up" as soon as that marker is applied, with the copy itself still on its way.
+    A head taken after the copy was read lies beyond the consistent point: reaching it takes a
+    heartbeat that follows the whole copy on every partition.
+    """
+    wait_for(
+        lambda: saved_state(config, "source").get("snapshot") == "done" or not daemon.alive(),
+        timeout,
+        "the initial copy read",
+    )
+    return wait_caught_up(config, daemon, timeout=timeout)
+
+
 def with_target_endpoint(config: Config, endpoint: str) -> Config:
     """The same config reading the target straight from ``endpoint`` (e.g. moto, not the proxy)."""
     targets = [
@@ -110,15 +163,27 @@ class LiveWriter:
     """The app at work in a background thread: conversations with a subgraph, an interrupt left
     pending on every third thread, a 400 KiB value now and then (S3 offload), and deletions.
 
-    It survives the source restarting under it (reconnects and goes on). ``written`` counts
-    conversations started; which threads exist at the end is read from the source itself.
+    It writes at most ``quota`` conversations (raise it with ``allow``), one every ``pace_s``
+    seconds at most: an app's rate, not a benchmark's, so that what the tests compare afterwards
+    stays small enough to verify quickly. It survives the source restarting under it
+    (reconnects and goes on). Which threads exist at the end is read from the source itself.
     """
 
     def __init__(
-        self, dsn: str, prefix: str, *, delete_every: int = 4, big_every: int = 0, seed: int = 0
+        self,
+        dsn: str,
+        prefix: str,
+        *,
+        quota: int = 10,
+        pace_s: float = 0.1,
+        delete_every: int = 4,
+        big_every: int = 0,
+        seed: int = 0,
     ) -> None:
         self.dsn = dsn
         self.prefix = prefix
+        self.quota = quota
+        self.pace_s = pace_s
         self.delete_every = delete_every
         self.big_every = big_every
         self.random = random.Random(seed)
@@ -127,65 +192,87 @@ class LiveWriter:
         self.errors = 0
         self.failure: BaseException | None = None
         self._stop = threading.Event()
+        self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._run, name=f"writer-{prefix}", daemon=True)
-        self._progress = threading.Condition()
 
     def start(self) -> LiveWriter:
         self._thread.start()
         return self
 
+    def halt(self) -> None:
+        """Stop without waiting (test teardown after a failure)."""
+        self._stop.set()
+        with self._changed:
+            self._changed.notify_all()
+
+    def allow(self, quota: int) -> None:
+        with self._changed:
+            self.quota = quota
+            self._changed.notify_all()
+
     def stop(self) -> None:
         self._stop.set()
+        with self._changed:
+            self._changed.notify_all()
         self._thread.join(timeout=120)
         assert not self._thread.is_alive(), "writer did not stop"
         if self.failure is not None:
             raise AssertionError(f"the app failed: {self.failure!r}") from self.failure
 
     def wait_written(self, count: int, timeout: float = 120) -> None:
-        """Until ``count`` conversations were written in total."""
+        """Until ``count`` conversations were written in total (raising the quota if needed)."""
         deadline = time.monotonic() + timeout
-        with self._progress:
+        with self._changed:
+            if self.quota < count:
+                self.quota = count
+                self._changed.notify_all()
             while self.written < count:
                 if self.failure is not None:
                     raise AssertionError(f"the app failed: {self.failure!r}")
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise AssertionError(f"app wrote {self.written} of {count} conversations in {timeout}s")
-                self._progress.wait(min(left, 0.5))
+                self._changed.wait(min(left, 0.5))
+
+    def _next(self) -> int | None:
+        """The index of the next conversation once the quota allows it; None when stopping."""
+        with self._changed:
+            while self.written >= self.quota and not self._stop.is_set():
+                self._changed.wait(0.5)
+            return None if self._stop.is_set() else self.written
 
     def _run(self) -> None:
         app: App | None = None
-        i = 0
         try:
-            while not self._stop.is_set():
+            while (i := self._next()) is not None:
                 try:
                     if app is None:
                         app = App(self.dsn)
-                    thread_id = f"{self.prefix}-{i}"
                     big = self.big_every and i % self.big_every == self.big_every - 1
                     app.converse(
-                        thread_id,
-                        turns=1 + i % 2,
+                        f"{self.prefix}-{i}",
+                        turns=2 if i % 4 == 1 else 1,
                         resume=i % 3 != 0,
                         attachment_bytes=400_000 if big else 0,
                     )
                     if self.delete_every and i % self.delete_every == self.delete_every - 1:
                         app.delete(f"{self.prefix}-{self.random.randrange(i + 1)}")
                         self.deleted += 1
-                    i += 1
-                    with self._progress:
-                        self.written = i
-                        self._progress.notify_all()
                 except (psycopg.OperationalError, psycopg.InterfaceError):
-                    # The source went away (a restart under test): reconnect once it is back.
+                    # The source went away (a restart under test): reconnect once it is back. The
+                    # interrupted conversation may be half written: it stays as it is.
                     self.errors += 1
                     if app is not None:
                         app.conn.close()
                     app = None
-                    self._stop.wait(0.2)  # retry pacing while the server is down
-                    i += 1  # the interrupted conversation may be half written: leave it as it is
+                with self._changed:
+                    self.written = i + 1
+                    self._changed.notify_all()
+                self._stop.wait(self.pace_s)  # the app's pace (and retry pacing while it is down)
         except BaseException as exc:
             self.failure = exc
+            with self._changed:
+                self._changed.notify_all()
         finally:
             if app is not None:
                 app.conn.close()

@@ -65,9 +65,7 @@ class SlotLagWatch:
     minute while the condition lasts, so it is seen without flooding the log.
     """
 
-    def __init__(
-        self, threshold: int, check_every: float, warn_every: float = _SLOT_WARN_EVERY_S
-    ) -> None:
+    def __init__(self, threshold: int, check_every: float, warn_every: float = _SLOT_WARN_EVERY_S) -> None:
         self.threshold = threshold
         self.check_every = check_every
         self.warn_every = warn_every
@@ -300,12 +298,16 @@ class PostgresSource:
     def _check_slot_lag(self, watch: SlotLagWatch, now: float) -> None:
         """Measure the WAL the slot retains; warn (rate-limited) above source.max_slot_lag_bytes."""
         try:
-            row = self._side_conn().execute(
-                """SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, wal_status,
+            row = (
+                self._side_conn()
+                .execute(
+                    """SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, wal_status,
                           safe_wal_size
                    FROM pg_replication_slots WHERE slot_name = %s""",
-                (self.config.slot,),
-            ).fetchone()
+                    (self.config.slot,),
+                )
+                .fetchone()
+            )
         except (psycopg.Error, ReplicatorError) as exc:
             # Advisory only: a broken side connection shows up where it matters (refetch, state).
             watch.observe(0, now)

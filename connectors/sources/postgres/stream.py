@@ -25,7 +25,6 @@ import psycopg2.extras
 from replicator.errors import ErrorKind, ReplicatorError
 from replicator.redact import redact
 
-
 # SQLSTATEs of START_REPLICATION, decided by code, never by message text.
 _UNDEFINED_OBJECT = "42704"  # the slot does not exist
 _OBJECT_IN_USE = "55006"  # "replication slot ... is active for PID ...": a previous walsender
