@@ -8,6 +8,7 @@ threads in the background, a parallel ``verify``, and readers of real state (the
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import random
 import threading
 import time
@@ -366,6 +367,13 @@ def rss_kib(pid: int, field: str = "VmRSS") -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a live process used so far, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def log_events(output: str, event: str) -> list[dict[str, Any]]:

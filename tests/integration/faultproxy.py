@@ -24,6 +24,7 @@ import http.client
 import json
 import socket
 import struct
+import sys
 import threading
 import time
 import zlib
@@ -139,7 +140,7 @@ class FaultProxy:
         self.requests = 0
         self._lock = threading.Lock()
         self._local = threading.local()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -156,8 +157,7 @@ class FaultProxy:
         class Handler(_Handler):
             owner = proxy
 
-        self._server = ThreadingHTTPServer((HOST, 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server((HOST, 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="faultproxy", daemon=True)
         self._thread.start()
 
@@ -235,6 +235,9 @@ class FaultProxy:
             if conn is not None:
                 conn.close()
             conn = http.client.HTTPConnection(self.upstream_host, self.upstream_port, timeout=60)
+            conn.connect()
+            assert conn.sock is not None
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._local.conn = conn
         return conn
 
@@ -311,12 +314,25 @@ def _error(request: Request, action: Action) -> _Response:
     return _Response(status, [("Content-Type", "application/xml")], body)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (a daemon killed by its test) is not an error of the proxy."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
 class _Handler(BaseHTTPRequestHandler):
     owner: FaultProxy
     protocol_version = "HTTP/1.1"  # keep-alive, as botocore's connection pool expects
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _read_body(self) -> bytes:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
@@ -347,9 +363,11 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in response.headers:
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(response.body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(response.body)
+        # Headers and body in one write: two small writes meet Nagle and delayed ACK (40 ms each).
+        self._headers_buffer.append(b"\r\n")
+        head = b"".join(self._headers_buffer)
+        self._headers_buffer = []
+        self.wfile.write(head + (response.body if self.command != "HEAD" else b""))
 
     def _reset(self) -> None:
         """Close with RST (linger 0): the client sees a reset, not a clean end of response."""

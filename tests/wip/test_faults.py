@@ -27,6 +27,7 @@ from tests.integration.faultkit import (
     LiveWriter,
     Services,
     assert_same,
+    cpu_seconds,
     current_wal_lsn,
     log_events,
     rss_kib,
@@ -457,9 +458,12 @@ def test_large_backlog_into_a_slow_target_in_bounded_memory(
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
+        moto_cpu = cpu_seconds(moto.pid) if moto.pid else 0.0
         try:
             wait_synced(config, daemon, timeout=170)
             peak = rss_kib(pid, "VmHWM")
+            daemon_cpu = cpu_seconds(pid)
+            moto_cpu = (cpu_seconds(moto.pid) if moto.pid else 0.0) - moto_cpu
         finally:
             stop.set()
             sampler.join()
@@ -468,7 +472,8 @@ def test_large_backlog_into_a_slow_target_in_bounded_memory(
     print(
         f"backlog: {inserted} events ({copies} threads x {per_thread} rows) applied in {took:.0f}s "
         f"through {proxy.requests} target requests; RSS max sampled {max(samples) // 1024} MiB, "
-        f"peak (VmHWM) {peak // 1024} MiB, bound {RSS_BOUND_KIB // 1024} MiB"
+        f"peak (VmHWM) {peak // 1024} MiB, bound {RSS_BOUND_KIB // 1024} MiB; CPU seconds: daemon "
+        f"{daemon_cpu:.0f}, moto {moto_cpu:.0f}"
     )
     assert peak < RSS_BOUND_KIB, f"daemon peak RSS {peak // 1024} MiB over {RSS_BOUND_KIB // 1024} MiB"
     sample_threads = ["tpl", *(f"bulk-{i}" for i in random.Random(1).sample(range(copies), 24))]
