@@ -161,22 +161,15 @@ def run(s: Services, p: Params, outdir: Any) -> Result:
                 r["items_per_record"] = _item_count(s, tables[name]) / total
             results[kind][n] = r
             log(f"scaleout: {kind}, {n} consumers: {r['rate']:,.0f} records/s, cpu {r['cpu']}")
-    ceiling = _moto_ceiling(s)
-    log(f"scaleout: moto alone absorbs {ceiling:,.0f} items/s")
-    result = _report(results, filled, p, outdir, time.monotonic() - started, ceiling)
-    result.data["moto_items_per_s"] = ceiling
+    result = _report(results, filled, p, outdir, time.monotonic() - started)
     ddb = results["dynamodb"]
     items = ", ".join(f"{ddb[n]['rate'] * ddb[n]['items_per_record']:,.0f}" for n in sorted(ddb))
     result.section += (
-        f"\nThe target's ceiling, measured in this run: moto alone absorbs **{ceiling:,.0f} items/s** "
-        f"(8 threads sending 25-item `BatchWriteItem`s of 200-byte items for {_CEILING_S:.0f} s, nothing "
-        f"else of this bench running). The appliers wrote {items} items/s with "
-        f"{', '.join(str(n) for n in sorted(ddb))} consumers (items counted in each run's table).\n"
+        f"\nEach record became {ddb[min(ddb)]['items_per_record']:.1f} DynamoDB items (counted in each run's "
+        f"table): the appliers wrote {items} items/s with {', '.join(str(n) for n in sorted(ddb))} "
+        "consumers.\n"
     )
     return result
-
-
-_CEILING_S = 5.0
 
 
 def _item_count(s: Services, table: str) -> int:
@@ -186,64 +179,17 @@ def _item_count(s: Services, table: str) -> int:
     return int(client.describe_table(TableName=table)["Table"].get("ItemCount", 0))
 
 
-def _moto_ceiling(s: Services, threads: int = 8) -> float:
-    """Items/s moto absorbs from ``threads`` clients sending full ``BatchWriteItem`` requests."""
-    import boto3
-    from botocore.config import Config
-
-    table = s.table("ceiling")
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=s.moto.endpoint_url,
-        region_name="us-east-1",
-        config=Config(max_pool_connections=threads * 2),
-    )
-    done = [0] * threads
-    deadline = time.monotonic() + _CEILING_S
-
-    def writer(index: int) -> None:
-        n = 0
-        while time.monotonic() < deadline:
-            items = [
-                {
-                    "PutRequest": {
-                        "Item": {
-                            "PK": {"S": f"P{index}-{n}-{j}"},
-                            "SK": {"S": "CHUNK"},
-                            "payload": {"B": b"x" * 200},
-                        }
-                    }
-                }
-                for j in range(25)
-            ]
-            client.batch_write_item(RequestItems={table: items})
-            n += 1
-            done[index] += 25
-
-    workers = [threading.Thread(target=writer, args=(i,)) for i in range(threads)]
-    t0 = time.monotonic()
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    return sum(done) / (time.monotonic() - t0)
-
-
 def _report(
     results: dict[str, dict[int, dict[str, Any]]],
     filled: dict[str, Any],
     p: Params,
     outdir: Any,
     seconds: float,
-    ceiling: float,
 ) -> Result:
     fig, ax = new_figure("Applier throughput by consumers in one group")
     for kind, runs in results.items():
         xs = sorted(runs)
         ax.plot(xs, [runs[n]["rate"] for n in xs], "o-", label=kind)
-    ddb = results["dynamodb"]
-    per_record = ddb[min(ddb)].get("items_per_record") or 1.0
-    ax.axhline(ceiling / per_record, color="red", linewidth=0.8, alpha=0.6, label="moto alone, as records/s")
     ax.set_xticks(list(p.consumers))
     ax.set_xlabel("applier processes (consumers in the group)")
     ax.set_ylabel("records/s once all joined")
