@@ -174,7 +174,7 @@ class Daemon:
                 report = collect(self.config, self._state(), head, slot, live)
                 # The daemon's own writes (positions) keep moving the WAL head, so "caught up"
                 # is judged against the head of the previous round, a second ago.
-                self.report = recheck_caught_up(report, self._previous_head or head)
+                self.report = recheck_caught_up(report, self._previous_head or head, exact_backlog=True)
                 self._previous_head = head
                 self.report_error = None
                 self.report_at = time.monotonic()

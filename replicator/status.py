@@ -170,16 +170,21 @@ def collect(
     return report
 
 
-def recheck_caught_up(report: dict[str, Any], head: int) -> dict[str, Any]:
+def recheck_caught_up(report: dict[str, Any], head: int, exact_backlog: bool = False) -> dict[str, Any]:
     """The same report, with ``caught_up`` judged against an earlier ``head``.
 
     A running daemon's report compares with the head it sampled; a command that started
-    earlier asks whether everything committed when *it* started is applied.
+    earlier asks whether everything committed when *it* started is applied. With
+    ``exact_backlog`` (the daemon knows which records were heartbeats) a target with data
+    records produced but not applied is never caught up, whatever the head says: the head
+    was sampled a second ago and the backlog may be younger.
     """
     all_caught_up = report["source"]["snapshot"]["state"] == "done" and bool(report["targets"])
     for target in report["targets"].values():
         partitions = target["partitions"].values()
         done = bool(partitions) and all((parse_lsn(p["applied_lsn"]) or 0) >= head for p in partitions)
+        if exact_backlog and target["lag"]["events"] > 0:
+            done = False
         target["caught_up"] = done
         all_caught_up = all_caught_up and done
     report["caught_up"] = all_caught_up

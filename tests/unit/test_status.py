@@ -67,3 +67,10 @@ def test_status_table_shows_every_stage_and_the_copy_progress() -> None:
         assert row in text
     assert "500/2000 rows" in text and "250 rows/s" in text and "ETA 6 s" in text
     assert "3 events" in text and "1.5 s" in text
+
+
+def test_a_known_backlog_younger_than_the_head_is_not_caught_up() -> None:
+    """The daemon's head is a second old; data records waiting still mean "behind"."""
+    assert recheck_caught_up(_report(["0/20", "0/30"]), 0x20, exact_backlog=False)["caught_up"] is True
+    report = recheck_caught_up(_report(["0/20", "0/30"]), 0x20, exact_backlog=True)
+    assert report["caught_up"] is False and report["targets"]["dynamo"]["caught_up"] is False

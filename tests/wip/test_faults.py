@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg2
+import psycopg2.extras
 import pytest
 
 from replicator.embedded import EmbeddedPostgres
@@ -223,6 +225,49 @@ def test_postgres_minor_version_restart_while_streaming(
     wait_synced(config, daemon, timeout=120)
     assert daemon.alive() and daemon.runs == 1  # reconnected by itself, never restarted
     assert log_events(daemon.output(), "stage interrupted; retrying")
+    assert_same(config)
+    assert daemon.terminate() == 0
+
+
+def test_slot_still_held_by_a_previous_walsender_is_waited_for(
+    services: Services, daemons: list[DaemonProcess]
+) -> None:
+    """After a network cut the server keeps the old walsender (and the slot) until it notices,
+    up to wal_sender_timeout: START_REPLICATION fails with "slot is active for PID". That is a
+    wait-and-retry, not a reason to stop the daemon."""
+    app = App(services.dsn)
+    app.converse("before")
+    config_path = services.config()
+    config = load(config_path)
+    daemon = DaemonProcess(config_path, services.tmp)
+    daemons.append(daemon)
+    daemon.start()
+    wait_synced(config, daemon, timeout=60)
+    assert daemon.terminate() == 0
+
+    holder = psycopg2.connect(services.dsn, connection_factory=psycopg2.extras.LogicalReplicationConnection)
+    try:
+        holder.cursor().start_replication(
+            slot_name=config.source.slot,
+            decode=False,
+            options={"proto_version": "1", "publication_names": config.source.publication},
+        )
+        daemon.start()
+
+        def refused() -> bool:
+            return any(
+                "is active for PID" in str(e.get("error"))
+                for e in log_events(daemon.output(), "stage interrupted; retrying")
+            )
+
+        wait_for(refused, 60, "START_REPLICATION refused while the slot is held")
+        assert daemon.alive()
+    finally:
+        holder.close()  # the old walsender goes away
+    app.converse("after")
+    app.conn.close()
+    wait_synced(config, daemon, timeout=60)
+    assert daemon.runs == 2
     assert_same(config)
     assert daemon.terminate() == 0
 
