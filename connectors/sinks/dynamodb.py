@@ -32,7 +32,8 @@ Replicator-owned items in the same table (the saver never reads them; its querie
   needs no table Scan. ``DynamoDBSaver.delete_thread`` misses such orphan writes.
 
 A batch is planned in memory first (last operation per item key wins, blobs referenced by
-checkpoints resolved from the batch itself, an LRU cache, then one BatchGetItem for the rest),
+checkpoints resolved from the batch itself, an LRU cache, then one BatchGetItem for the rest; a
+channel whose value is inline in the checkpoint has no blob and is not looked up),
 then written: payloads (S3, ``CHUNK_``, blob state, write index), then meta items, then deletes.
 Every item is a pure function of the events (no timestamps), so replays rewrite identical items.
 """
@@ -42,6 +43,7 @@ from __future__ import annotations
 import enum
 import gzip
 import json
+import sys
 import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -206,6 +208,22 @@ def _version_text(version: Any) -> str:
     return version if isinstance(version, str) else json.dumps(version)
 
 
+def _may_have_blob(inline: dict[str, Any], channel: str) -> bool:
+    """Whether a checkpoint's channel can have a blob, given its inline ``channel_values``.
+
+    PostgresSaver (3.x) keeps None, str, int, float and bool values inline and writes a blob only
+    for the other values, at the channel's version. A value is fixed by its version (a new value
+    gets a new version), so a channel inline in a checkpoint has no blob at that version, and
+    looking one up cannot find anything: the value read is the inline one. (A thread begun by an
+    older PostgresSaver, which stored primitives as blobs too, may have one, holding the very value
+    found inline.) The exception is DeltaChannel's snapshot, a blob behind an inline ``true``
+    marker, so a channel whose inline value is ``True`` is still looked up. A channel not inline
+    may have a blob (a non-primitive value) or none (no value: a consumed trigger, ``__start__``
+    after its step). A blob written in the same batch is used all the same.
+    """
+    return channel not in inline or inline[channel] is True
+
+
 def _key(pk: str, sk: str) -> dict[str, Any]:
     return {"PK": {"S": pk}, "SK": {"S": sk}}
 
@@ -235,63 +253,121 @@ class _PayloadParts(msgspec.Struct):
 # ---------------------------------------------------------------------------------------------
 
 
+# Serde types, shared by every cached blob instead of one string object per blob.
+_BLOB_TYPES: dict[str, str] = {
+    t: t for t in ("msgpack", "bytes", "bytearray", "null", "empty", "json", "pickle")
+}
+_BLOB_TUPLE_BYTES = sys.getsizeof(("msgpack", b""))
+_NOT_CACHED: Any = object()
+
+
+def _cache_key(ref: BlobRef) -> str:
+    """One string for a blob reference: its parts joined by NUL, which no Postgres text can hold.
+
+    Parts that do hold one (from another source) are keyed by their JSON array instead, which
+    never contains a raw NUL, so the two forms cannot collide.
+    """
+    key = "\x00".join(ref)
+    return key if key.count("\x00") == 3 else _json_key(*ref)
+
+
+def _cache_key_thread(key: str) -> str:
+    return key[: key.index("\x00")] if "\x00" in key else str(json.loads(key)[0])
+
+
+def _own_str_bytes(text: str) -> int:
+    """What a private copy of ``text`` costs (``getsizeof`` of the caller's object may include
+    a cached UTF-8 form, so it could differ between the string indexed and the one removing it)."""
+    return sys.getsizeof((text + "\x00")[:-1])
+
+
 class _BlobCache:
-    """LRU of blob lookups (values and known absences), bounded by bytes.
+    """LRU of blob lookups (values and known absences), bounded by the memory it really holds.
 
     PostgresSaver's blobs are insert-only, so an entry only goes stale when the blob (or its
     whole thread) is deleted, and every such delete passes through this sink and evicts it.
-    """
 
-    _OVERHEAD = 128
+    ``size`` counts Python objects as ``sys.getsizeof`` measures them, so that ``capacity`` bounds
+    the cache's real memory: each entry's key (one string, built here), its value (``ABSENT``
+    is a shared singleton; a blob is a ``(type, data)`` tuple, its type string shared), the
+    tables of the LRU and of the per-thread index (as allocated: they do not shrink when entries
+    go), and each indexed thread's id and set. A tuple of four strings per key and a cost per
+    entry, as before, took 2-3 times the bytes counted with small blobs.
+    """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = max(0, capacity)
-        self.size = 0
-        self._entries: OrderedDict[BlobRef, tuple[Blob | _Absent, int]] = OrderedDict()
-        self._by_thread: dict[str, set[BlobRef]] = defaultdict(set)
+        self._entries: OrderedDict[str, Blob | _Absent] = OrderedDict()
+        self._by_thread: dict[str, set[str]] = {}
+        self._held = 0  # entries' keys and values, index sets and thread ids
 
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def size(self) -> int:
+        return self._held + sys.getsizeof(self._entries) + sys.getsizeof(self._by_thread)
+
     def get(self, ref: BlobRef) -> Blob | _Absent | None:
-        entry = self._entries.get(ref)
-        if entry is None:
-            return None
-        self._entries.move_to_end(ref)
-        return entry[0]
+        key = _cache_key(ref)
+        value = self._entries.get(key)
+        if value is not None:
+            self._entries.move_to_end(key)
+        return value
 
     def put(self, ref: BlobRef, value: Blob | _Absent) -> None:
-        self.discard(ref)
-        cost = self._OVERHEAD + sum(len(p) for p in ref)
+        key = _cache_key(ref)
+        self._discard(key, ref[0])
         if value is not ABSENT:
-            data = value[1]
-            cost += len(value[0]) + (len(data) if data else 0)
+            type_, data = value
+            value = (_BLOB_TYPES.get(type_, type_), data)
+        cost = self._cost(key, value)
         if cost > self.capacity:
             return
-        self._entries[ref] = (value, cost)
-        self._by_thread[ref[0]].add(ref)
-        self.size += cost
-        while self.size > self.capacity:
-            old, (_, old_cost) = self._entries.popitem(last=False)
-            self.size -= old_cost
-            self._unindex(old)
+        self._entries[key] = value
+        thread = ref[0]
+        keys = self._by_thread.get(thread)
+        if keys is None:
+            keys = self._by_thread[(thread + "\x00")[:-1]] = set()
+            self._held += _own_str_bytes(thread) + sys.getsizeof(keys)
+        before = sys.getsizeof(keys)
+        keys.add(key)
+        self._held += cost + sys.getsizeof(keys) - before
+        while self.size > self.capacity and self._entries:
+            old_key, old_value = self._entries.popitem(last=False)
+            self._held -= self._cost(old_key, old_value)
+            self._unindex(old_key, _cache_key_thread(old_key))
 
     def discard(self, ref: BlobRef) -> None:
-        entry = self._entries.pop(ref, None)
-        if entry is not None:
-            self.size -= entry[1]
-            self._unindex(ref)
+        self._discard(_cache_key(ref), ref[0])
 
     def evict_thread(self, thread_id: str) -> None:
-        for ref in list(self._by_thread.get(thread_id, ())):
-            self.discard(ref)
+        for key in list(self._by_thread.get(thread_id, ())):
+            self._discard(key, thread_id)
 
-    def _unindex(self, ref: BlobRef) -> None:
-        refs = self._by_thread.get(ref[0])
-        if refs is not None:
-            refs.discard(ref)
-            if not refs:
-                del self._by_thread[ref[0]]
+    def _discard(self, key: str, thread: str) -> None:
+        value = self._entries.pop(key, _NOT_CACHED)
+        if value is not _NOT_CACHED:
+            self._held -= self._cost(key, value)
+            self._unindex(key, thread)
+
+    def _unindex(self, key: str, thread: str) -> None:
+        keys = self._by_thread.get(thread)
+        if keys is not None:
+            keys.discard(key)  # a set never shrinks on removal: its size stays as counted
+            if not keys:
+                del self._by_thread[thread]
+                self._held -= _own_str_bytes(thread) + sys.getsizeof(keys)
+
+    @staticmethod
+    def _cost(key: str, value: Blob | _Absent) -> int:
+        cost = sys.getsizeof(key)
+        if value is not ABSENT:
+            type_, data = value
+            cost += _BLOB_TUPLE_BYTES + (0 if data is None else sys.getsizeof(data))
+            if _BLOB_TYPES.get(type_) is not type_:
+                cost += sys.getsizeof(type_)
+        return cost
 
 
 @dataclass
@@ -373,7 +449,8 @@ class DynamoDBSink:
 
     ``missing_blobs`` counts channel values a checkpoint should have had but whose blob was not
     found (legitimate when a suffix of the stream is replayed after the thread was deleted);
-    ``missing_payloads`` counts unchanged-TOAST updates whose stored checkpoint was absent.
+    ``missing_payloads`` counts unchanged-TOAST updates whose stored checkpoint was absent;
+    ``blob_lookups`` counts the blob states read from the table (BatchGetItem keys).
     """
 
     # Retry bounds. botocore retries throttling, 5xx and connection errors itself (adaptive mode,
@@ -407,6 +484,7 @@ class DynamoDBSink:
         self.s3_endpoint_url = s3_endpoint_url
         self.missing_blobs = 0
         self.missing_payloads = 0
+        self.blob_lookups = 0
         self.cache = _BlobCache(blob_cache_bytes)
 
         self._config = Config(
@@ -596,7 +674,12 @@ class DynamoDBSink:
                 t, ns = event.key.thread_id, event.key.checkpoint_ns
                 if t in deleted:
                     continue
+                inline = event.checkpoint.get("channel_values")
+                if not isinstance(inline, dict):
+                    inline = {}
                 for channel, version in (event.checkpoint.get("channel_versions") or {}).items():
+                    if not _may_have_blob(inline, channel):
+                        continue
                     ref = (t, ns, channel, _version_text(version))
                     if ref in touched or ref in plan.prebatch:
                         continue
@@ -608,6 +691,7 @@ class DynamoDBSink:
         if deleted:
             plan.existing = self._existing_items(sorted(deleted))
         if wanted:
+            self.blob_lookups += len(wanted)
             found = self._read_blobs(sorted(wanted))
             for ref in wanted:
                 value = found.get(ref, ABSENT)

@@ -22,6 +22,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeAlias
 from uuid import UUID
 
+import msgspec
+
 __all__ = [
     "SUPPORTED_TYPE_OIDS",
     "TRUNCATE_CASCADE",
@@ -111,9 +113,14 @@ Value: TypeAlias = TextValue | BinaryValue | UnchangedToast | None
 # Messages
 # --------------------------------------------------------------------------------------------------
 
+# The messages sent for every transaction and every row (Begin, Commit, Insert, Update, Delete) are
+# frozen msgspec Structs: immutable, hashable, compared by type and fields like the frozen dataclasses
+# of the rarer messages, but built in C (a frozen dataclass sets each field through
+# ``object.__setattr__``, several times slower on the hot path). ``gc=False``: their fields hold only
+# ints, floats, bools and tuples of bytes/None/UNCHANGED_TOAST, so they can never be part of a cycle.
 
-@dataclass(frozen=True, slots=True)
-class Begin:
+
+class Begin(msgspec.Struct, frozen=True, gc=False):
     """Start of a (non-streamed) transaction; ``final_lsn`` equals the matching Commit's ``commit_lsn``."""
 
     final_lsn: int
@@ -121,8 +128,7 @@ class Begin:
     xid: int
 
 
-@dataclass(frozen=True, slots=True)
-class Commit:
+class Commit(msgspec.Struct, frozen=True, gc=False):
     """End of a transaction; ``end_lsn`` is the LSN to confirm as flushed once the txn is durable."""
 
     flags: int
@@ -175,15 +181,13 @@ class Type:
     xid: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Insert:
+class Insert(msgspec.Struct, frozen=True, gc=False):
     relation_oid: int
     new: tuple[Value, ...]
     xid: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Update:
+class Update(msgspec.Struct, frozen=True, gc=False):
     """``old`` is None unless the key changed (``old_is_key``) or replica identity is FULL."""
 
     relation_oid: int
@@ -193,8 +197,7 @@ class Update:
     xid: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Delete:
+class Delete(msgspec.Struct, frozen=True, gc=False):
     """``old`` is the replica identity key (``old_is_key``; non-key columns NULL) or the full old row."""
 
     relation_oid: int
@@ -625,14 +628,31 @@ def _bytea_binary(data: bytes) -> bytes:
     return bytes(data)
 
 
+_json_decode: Final = msgspec.json.decode
+
+
 def _json_text(data: bytes) -> object:
-    return json.loads(data)
+    """JSON text (``json`` in both formats, ``jsonb`` in text format) as Python values.
+
+    msgspec decodes a checkpoint 2-3 times faster than ``json.loads``, to the same values
+    (arbitrary-size integers, correctly rounded floats, key order, last duplicate key wins). What it
+    refuses and ``json.loads`` takes (a number beyond the float range, a lone surrogate, UTF-16/32 or
+    a byte order mark, NaN) goes to ``json.loads``: every input decodes or fails as it did before.
+    """
+    try:
+        return _json_decode(data)
+    except ValueError:  # msgspec.DecodeError and UnicodeDecodeError are ValueErrors
+        return json.loads(data)
 
 
 def _jsonb_binary(data: bytes) -> object:
+    """``jsonb_send``: a version byte (1) followed by the JSON text."""
     if not data or data[0] != 1:
         raise ValueError(f"unsupported jsonb binary version {data[:1]!r}")
-    return json.loads(data[1:])
+    try:
+        return _json_decode(memoryview(data)[1:])
+    except ValueError:
+        return json.loads(data[1:])
 
 
 def _bool_text(data: bytes) -> bool:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import select
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
@@ -49,8 +49,9 @@ def _start_error_kind(exc: psycopg2.Error) -> ErrorKind:
     return ErrorKind.SOURCE_SETUP
 
 
-@dataclass(frozen=True)
-class RawMessage:
+class RawMessage(msgspec.Struct, frozen=True, gc=False):
+    """One XLogData message (built per WAL message: a Struct, cheaper to create than a dataclass)."""
+
     payload: bytes
     data_start: int
     wal_end: int
