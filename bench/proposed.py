@@ -1,91 +1,24 @@
-"""Bench-side prototypes of the product changes results.md recommends, measured as "after".
+"""A bench-side prototype of a publisher change that is not in the product, measured in figure 2.
 
-Nothing here is used by the product, and no figure's headline number uses it: each prototype runs
-next to the unchanged code in the same run, on the same WAL, so the "before/after" rows of
-results.md compare like with like. They are the smallest code that shows the effect; the
-recommendations in results.md say what the real change in ``connectors/`` and ``replicator/``
-should be.
+Nothing here is used by the product, and no figure's headline number uses it: the prototype runs
+next to the unchanged publisher in the same run, on the same WAL (its own slot created at the same
+LSN), so its row of results.md compares like with like. It is the smallest code that shows the
+effect.
 
-1. ``patch_source()``: the capture hot path (connectors/sources/postgres):
-   - JSONB and JSON columns decoded with ``msgspec.json.decode`` instead of ``json.loads``
-     (the checkpoint and metadata of every checkpoint row; same values, about 4x faster);
-   - ``RawMessage`` (stream.py) and the per-row pgoutput messages (``Begin``, ``Commit``,
-     ``Insert``, ``Update``, ``Delete``) as ``NamedTuple`` classes with the same fields instead of
-     frozen dataclasses, whose ``__init__`` sets every field through ``object.__setattr__``.
-2. ``FastPublisher``: the publisher's per-record cost in kafka-python (see the class).
+``FastPublisher``: the publisher's per-record cost in kafka-python (see the class).
+
+(The source-side prototype that was here, msgspec JSON/JSONB decoding and tuple messages in
+pgoutput, is in the product since commit 20f128c, as msgspec decoding and ``msgspec.Struct``
+messages; figure 2 measures it as the source itself.)
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from typing import Any, NamedTuple
-
-import msgspec
+from typing import Any
 
 from replicator.publisher import Publisher
-
-
-def patch_source() -> None:
-    """Swap the prototypes into the source modules of this process (call before using them)."""
-    from connectors.sources.postgres import pgoutput, stream
-
-    decode = msgspec.json.decode
-
-    def jsonb_binary(data: bytes) -> object:
-        if not data or data[0] != 1:
-            raise ValueError(f"unsupported jsonb binary version {data[:1]!r}")
-        return decode(data[1:])
-
-    def json_any(data: bytes) -> object:
-        return decode(data)
-
-    converters: Any = pgoutput._BINARY_CONVERTERS
-    converters[3802] = jsonb_binary
-    converters[114] = json_any
-    text_converters: Any = pgoutput._TEXT_CONVERTERS
-    text_converters[3802] = json_any
-    text_converters[114] = json_any
-
-    class RawMessage(NamedTuple):
-        payload: bytes
-        data_start: int
-        wal_end: int
-
-    class Begin(NamedTuple):
-        final_lsn: int
-        commit_ts: float
-        xid: int
-
-    class Commit(NamedTuple):
-        flags: int
-        commit_lsn: int
-        end_lsn: int
-        commit_ts: float
-
-    class Insert(NamedTuple):
-        relation_oid: int
-        new: tuple[Any, ...]
-        xid: int | None = None
-
-    class Update(NamedTuple):
-        relation_oid: int
-        old: tuple[Any, ...] | None
-        new: tuple[Any, ...]
-        old_is_key: bool = False
-        xid: int | None = None
-
-    class Delete(NamedTuple):
-        relation_oid: int
-        old: tuple[Any, ...]
-        old_is_key: bool = True
-        xid: int | None = None
-
-    stream_module: Any = stream
-    stream_module.RawMessage = RawMessage
-    module: Any = pgoutput
-    module.Begin, module.Commit = Begin, Commit
-    module.Insert, module.Update, module.Delete = Insert, Update, Delete
 
 
 class FastPublisher(Publisher):

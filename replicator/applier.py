@@ -86,7 +86,8 @@ class _Rebalance(ConsumerRebalanceListener):
         self.applier = applier
 
     def on_partitions_revoked(self, revoked: Any) -> None:
-        fault_point("applier.on_rebalance")
+        if revoked:  # kafka-python also calls this, with nothing, before the first join
+            fault_point("applier.on_rebalance")
         for tp in revoked:
             self.applier.reassemblers.pop(tp, None)
 

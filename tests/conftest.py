@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,30 @@ from replicator.embedded import (
     create_dynamodb_table,
     create_s3_bucket,
 )
+
+# The fault tests' and the soak's fixtures (services, daemons, writers).
+pytest_plugins = ["tests.integration.faultfixtures"]
+
+_MEASURED = pytest.StashKey[list[str]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_MEASURED] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """What the soak and the memory test measured, in every CI log (no ``-s`` needed)."""
+    lines = config.stash.get(_MEASURED, [])
+    if lines:
+        terminalreporter.section("measured")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def measured(request: pytest.FixtureRequest) -> list[str]:
+    """Lines a test appends here are printed in the "measured" section of the run's summary."""
+    return request.config.stash[_MEASURED]
 
 
 def _unique(prefix: str, sep: str = "_") -> str:

@@ -9,7 +9,7 @@ bounded polling of real state: persisted positions, ``pg_replication_slots``, th
 from __future__ import annotations
 
 import contextlib
-import random
+import dataclasses
 import re
 import threading
 import time
@@ -23,8 +23,11 @@ import psycopg2
 import psycopg2.extras
 import pytest
 
-from replicator.embedded import EmbeddedPostgres
+from connectors.registry import make_sink, make_source
+from replicator.config import Config
+from replicator.embedded import EmbeddedMoto, EmbeddedPostgres, create_dynamodb_table, create_s3_bucket
 from replicator.faults import POINTS
+from replicator.state import MemoryStateStore
 from tests.integration.faultkit import (
     LiveWriter,
     Services,
@@ -35,7 +38,6 @@ from tests.integration.faultkit import (
     rss_kib,
     saved_state,
     slot_row,
-    verify_all,
     wait_synced,
     with_target_endpoint,
 )
@@ -43,32 +45,6 @@ from tests.integration.faultproxy import Action, CycleSchedule, FaultProxy
 from tests.integration.harness import App, DaemonProcess, cli, load, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def services(
-    tmp_path: Path, pg_dsn: str, broker: Any, kafka_topic: str, moto: Any, dynamo_table: str, s3_bucket: str
-) -> Services:
-    return Services(
-        pg_dsn, broker.bootstrap_servers, kafka_topic, moto.endpoint_url, dynamo_table, s3_bucket, tmp_path
-    )
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[DaemonProcess]]:
-    """Every daemon a test starts is killed at its end, whatever happened."""
-    started: list[DaemonProcess] = []
-    yield started
-    for process in started:
-        process.stop()
-
-
-@pytest.fixture
-def writers() -> Iterator[list[LiveWriter]]:
-    started: list[LiveWriter] = []
-    yield started
-    for writer in started:
-        writer.halt()
 
 
 # -- 1. named fault points ------------------------------------------------------------------------
@@ -94,7 +70,7 @@ FAULT_CASES = [
     ("streaming", "applier.after_commit:2@streaming"),
 ]
 # applier.on_rebalance (partitions being revoked) needs a second consumer in the group, which one
-# daemon never has: its owner tests it with several appliers.
+# daemon never has: test_sigkill_during_a_consumer_rebalance_converges starts a second daemon.
 NOT_IN_THIS_MATRIX = {"applier.on_rebalance"}
 
 
@@ -154,6 +130,34 @@ def test_sigkill_at_fault_point_then_restart_converges(
     wait_synced(config, daemon, timeout=120)
     assert_same(config)
     assert daemon.terminate() == 0
+
+
+def test_sigkill_during_a_consumer_rebalance_converges(
+    services: Services, daemons: list[DaemonProcess], writers: list[LiveWriter]
+) -> None:
+    """A second daemon of the same config joins the group (a rolling deploy, a scaled-up
+    Deployment): partitions are revoked from the first, which dies right there, mid-rebalance.
+    The newcomer takes the partitions and, once the dead walsender is gone, the slot."""
+    App(services.dsn).conn.close()
+    config_path = services.config()
+    config = load(config_path)
+    first = DaemonProcess(config_path, services.tmp)
+    second = DaemonProcess(config_path, services.tmp)
+    daemons.extend([first, second])
+    writer = LiveWriter(services.dsn, "rb", quota=3, pace_s=0.15, delete_every=3)
+    writers.append(writer)
+    writer.start()
+    first.start(LGREPL_FAULT="applier.on_rebalance")
+    wait_synced(config, first, timeout=90)
+    writer.allow(writer.written + 4)  # the app goes on through the rebalance
+    second.start()
+    assert first.wait(90) == -9, f"no kill at the rebalance:\n{first.output()[-3000:]}"
+    writer.wait_written(writer.quota)
+    writer.stop()
+    wait_synced(config, second, timeout=120)
+    assert second.alive() and second.runs == 1
+    assert_same(config)
+    assert second.terminate() == 0
 
 
 # -- 3. Postgres restarts under the daemon ---------------------------------------------------------
@@ -391,7 +395,11 @@ DATA_PATH = {"BatchWriteItem", "BatchGetItem", "Query", "GetItem", "S3:PUT", "S3
 
 
 def test_throttled_and_failing_target_loses_nothing(
-    services: Services, moto: Any, daemons: list[DaemonProcess], writers: list[LiveWriter]
+    services: Services,
+    moto: Any,
+    daemons: list[DaemonProcess],
+    writers: list[LiveWriter],
+    measured: list[str],
 ) -> None:
     app = App(services.dsn)
     app.converse("pre-big", attachment_bytes=400_000)  # payloads over 350 KiB go to S3
@@ -412,7 +420,7 @@ def test_throttled_and_failing_target_loses_nothing(
         wait_synced(config, daemon, timeout=180)
         assert daemon.alive() and daemon.runs == 1, "the daemon exited under target faults"
     assert_same(with_target_endpoint(config, moto.endpoint_url))  # read back past the proxy
-    print(f"faultproxy: {dict(proxy.counts)}, unprocessed items {proxy.unprocessed_items}")
+    measured.append(f"faultproxy: {dict(proxy.counts)}, unprocessed items {proxy.unprocessed_items}")
     for action in Action:
         assert proxy.counts[action] > 0, f"no {action} injected: {dict(proxy.counts)}"
     assert proxy.unprocessed_items > 0
@@ -425,9 +433,9 @@ def test_throttled_and_failing_target_loses_nothing(
 # -- 6. a large backlog in bounded memory ----------------------------------------------------------
 
 BACKLOG_EVENTS = 200_000
-# Peak RSS of the daemon process while it drains the backlog. Measured on the CI machine: see
-# RSS_MEASURED in the report of this test; the bound leaves headroom above it.
-RSS_BOUND_KIB = 400 * 1024
+# Peak RSS (VmHWM) of the daemon process while it drains the backlog: about 205 MiB measured on
+# a 2-core machine (printed in the "measured" section of every run); the bound leaves headroom.
+RSS_BOUND_KIB = 300 * 1024
 TARGET_LATENCY_S = 0.002  # per DynamoDB/S3 request: a target slower than the source and Kafka
 
 
@@ -467,10 +475,22 @@ def template_rows(dsn: str, thread_id: str) -> int:
     return total
 
 
+@pytest.fixture
+def backlog_moto() -> Iterator[EmbeddedMoto]:
+    """A target server of the backlog test alone: 400k items make every later moto Query slow
+    (moto scans the whole table), so they go away with it."""
+    with EmbeddedMoto() as server:
+        yield server
+
+
 @pytest.mark.slow
 def test_large_backlog_into_a_slow_target_in_bounded_memory(
-    services: Services, moto: Any, daemons: list[DaemonProcess]
+    services: Services, backlog_moto: EmbeddedMoto, daemons: list[DaemonProcess], measured: list[str]
 ) -> None:
+    moto = backlog_moto
+    create_dynamodb_table(moto.endpoint_url, services.table)
+    create_s3_bucket(moto.endpoint_url, services.bucket)
+    services = dataclasses.replace(services, moto_url=moto.endpoint_url)
     app = App(services.dsn)
     app.converse("tpl", turns=1, resume=False)  # subgraph, pending interrupt writes, unicode
     app.conn.close()
@@ -505,7 +525,7 @@ def test_large_backlog_into_a_slow_target_in_bounded_memory(
         sampler.start()
         moto_cpu = cpu_seconds(moto.pid) if moto.pid else 0.0
         try:
-            wait_synced(config, daemon, timeout=170)
+            wait_synced(config, daemon, timeout=400)
             peak = rss_kib(pid, "VmHWM")
             daemon_cpu = cpu_seconds(pid)
             moto_cpu = (cpu_seconds(moto.pid) if moto.pid else 0.0) - moto_cpu
@@ -514,14 +534,41 @@ def test_large_backlog_into_a_slow_target_in_bounded_memory(
             sampler.join()
         took = time.monotonic() - started
         assert daemon.terminate() == 0
-    print(
+    measured.append(
         f"backlog: {inserted} events ({copies} threads x {per_thread} rows) applied in {took:.0f}s "
         f"through {proxy.requests} target requests; RSS max sampled {max(samples) // 1024} MiB, "
         f"peak (VmHWM) {peak // 1024} MiB, bound {RSS_BOUND_KIB // 1024} MiB; CPU seconds: daemon "
         f"{daemon_cpu:.0f}, moto {moto_cpu:.0f}"
     )
     assert peak < RSS_BOUND_KIB, f"daemon peak RSS {peak // 1024} MiB over {RSS_BOUND_KIB // 1024} MiB"
-    sample_threads = ["tpl", *(f"bulk-{i}" for i in random.Random(1).sample(range(copies), 24))]
-    report = verify_all(with_target_endpoint(config, moto.endpoint_url), thread_ids=sample_threads)
-    assert report.ok, "\n".join(str(d) for d in report.differences[:30])
-    assert report.threads == len(sample_threads) and report.checkpoints >= len(sample_threads)
+    checked = spot_check_checkpoints(with_target_endpoint(config, moto.endpoint_url), samples=60)
+    assert checked == 60
+
+
+def spot_check_checkpoints(config: Config, samples: int) -> int:
+    """A random sample of checkpoints read by id through both savers: checkpoint (channel values
+    assembled from blobs), metadata and parent equal. By id, DynamoDBSaver reads with GetItem;
+    ``verify`` would also Query the pending writes, and moto's Query scans the whole table
+    (400k items here: seconds per request)."""
+    with psycopg.connect(config.source.dsn.get_secret_value()) as conn:
+        rows = conn.execute(
+            "SELECT thread_id, checkpoint_ns, checkpoint_id FROM checkpoints ORDER BY random() LIMIT %s",
+            (samples,),
+        ).fetchall()
+    source = make_source(config.source, MemoryStateStore())
+    target: Any = make_sink(config.targets[0]).saver()
+    try:
+        for thread_id, ns, cid in rows:
+            wanted = source.saver().get_tuple(
+                {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": cid}}
+            )
+            got = target.repo.get_checkpoint(thread_id=thread_id, checkpoint_ns=ns, checkpoint_id=cid)
+            assert wanted is not None and got is not None, (thread_id, ns, cid)
+            expected = {"updated_channels": None, **wanted.checkpoint}
+            assert {"updated_channels": None, **got["checkpoint"]} == expected, (thread_id, ns, cid)
+            assert got["metadata"] == wanted.metadata, (thread_id, ns, cid)
+            parent = wanted.parent_config["configurable"]["checkpoint_id"] if wanted.parent_config else None
+            assert (got["parent_checkpoint_id"] or None) == parent, (thread_id, ns, cid)
+    finally:
+        source.close()
+    return len(rows)

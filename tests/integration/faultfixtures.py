@@ -1,7 +1,7 @@
-"""Soak fixtures: the services of the fault tests, and a summary printed at the end of the run.
+"""Fixtures of the fault tests and the soak (a pytest plugin, loaded by tests/conftest.py).
 
-The summary is written by pytest itself (a "soak" section of the terminal summary), so a CI log
-shows the numbers without ``-s``.
+Each test gets its own database, topic, table and bucket on the shared services, and every
+daemon or background writer it starts is stopped at its end, whatever happened.
 """
 
 from __future__ import annotations
@@ -14,25 +14,6 @@ import pytest
 
 from tests.integration.faultkit import LiveWriter, Services
 from tests.integration.harness import DaemonProcess
-
-_SUMMARY = pytest.StashKey[list[str]]()
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.stash[_SUMMARY] = []
-
-
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    lines = config.stash.get(_SUMMARY, [])
-    if lines:
-        terminalreporter.section("soak")
-        for line in lines:
-            terminalreporter.write_line(line)
-
-
-@pytest.fixture
-def soak_summary(request: pytest.FixtureRequest) -> list[str]:
-    return request.config.stash[_SUMMARY]
 
 
 @pytest.fixture
