@@ -15,6 +15,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 from bench import capture, copy, lag, memory, scaleout
 from bench.env import log, services
@@ -81,13 +82,13 @@ def main(argv: list[str] | None = None) -> int:
             load = os.getloadavg()[0]
             log(f"--- {name} (1-min load average before: {load:.2f})")
             if name == "copy":
-                params = copy.Params(
+                cp = copy.Params(
                     threads=args.threads,
                     real_threads=min(args.real_threads, args.threads),
                     turns=args.turns,
                     baseline_threads=args.baseline_threads,
                 )
-                results.append(copy.run(s, params, args.out))
+                results.append(copy.run(s, cp, args.out))
             elif name == "capture":
                 cap = capture.Params(events=args.capture_events, tx_rows=args.tx_rows, profile=profile)
                 results.append(capture.run(s, cap, args.out))
@@ -114,17 +115,17 @@ def main(argv: list[str] | None = None) -> int:
         command=command,
         params=params,
         total_seconds=total,
-        extra_sections=extras(results),
+        extra_sections=extras(results, params),
         outdir=args.out,
     )
     log(f"wrote {path} in {total / 60:.1f} min")
     return 0
 
 
-def extras(results: list[Result]) -> list[str]:
+def extras(results: list[Result], params: dict[str, Any]) -> list[str]:
     from bench import findings
 
-    return findings.sections(results)
+    return findings.sections(results, params)
 
 
 if __name__ == "__main__":

@@ -221,7 +221,15 @@ checkpoint, payload chunk and write), the replicator one `BatchWriteItem` per 25
         section=section,
         plots=[plot],
         seconds=time.monotonic() - started,
-        data={"ratio": ratio, "counts": c, "baseline": base, "replicator": rep, "capture": capture},
+        data={
+            "ratio": ratio,
+            "rate": rep_rate,
+            "base_rate": base_rate,
+            "counts": c,
+            "baseline": base,
+            "replicator": rep,
+            "capture": capture,
+        },
     )
     if prof is not None:
         result.data["profile"] = prof

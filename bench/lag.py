@@ -6,7 +6,9 @@ The daemon is the real one (``replicator run`` in a child process), with one ben
 its ``Applier`` is subclassed to time every data event of every batch: Postgres' commit timestamp
 (in the event), the Kafka record's CreateTime (handed to the producer), the applier's ``poll`` and
 the return of ``DynamoDBSink.apply`` (durable in the target). Same machine, same clock. Lag is
-measured per change event, not per checkpoint: a checkpoint's blobs and writes count too.
+measured per change event, not per checkpoint: a checkpoint's blobs and writes count too. It also
+counts, per batch, the blob states the sink looked up in the table (``DynamoDBSink.blob_lookups``:
+the keys of its ``BatchGetItem`` prefetch).
 """
 
 from __future__ import annotations
@@ -66,16 +68,21 @@ def _writer(dsn: str, index: int, rate: float, seconds: float, start_at: float, 
 def _recording_applier(out: Path) -> type:
     """An ``Applier`` that also writes, for every data event of every batch: its source commit
     time, when it was handed to the Kafka producer (the record's CreateTime), when the applier got
-    it from ``poll``, and when ``sink.apply`` returned (durable in the target)."""
+    it from ``poll``, and when ``sink.apply`` returned (durable in the target); and, per batch, in
+    ``out`` with the suffix ``.batches``: the blob states the sink looked up (``BatchGetItem`` keys)."""
     from replicator import codec
     from replicator.applier import Applier
 
     stream = out.open("a", buffering=1 << 16)
+    batches = out.with_suffix(".batches").open("a", buffering=1 << 12)
 
     class TimedSink:
         def __init__(self, sink: Any) -> None:
             self._sink = sink
             self.durable_at = 0.0
+
+        def lookups(self) -> int:
+            return int(getattr(self._sink, "blob_lookups", 0))
 
         def apply(self, events: Any) -> None:
             self._sink.apply(events)
@@ -100,10 +107,14 @@ def _recording_applier(out: Path) -> type:
                     source = event.source
                     if source.commit_ts and not source.snapshot and not hasattr(event, "kind"):
                         seen.append((source.commit_ts, record.timestamp / 1000, source.table))
+            sink: Any = self.sink  # the TimedSink
+            lookups = sink.lookups()
             super()._apply(batch)
-            durable = self.sink.durable_at
+            durable = sink.durable_at
             stream.writelines(f"{c:.6f},{p:.6f},{polled:.6f},{durable:.6f},{t}\n" for c, p, t in seen)
             stream.flush()
+            batches.write(f"{polled:.6f},{len(seen)},{sink.lookups() - lookups}\n")
+            batches.flush()
 
     return RecordingApplier
 
@@ -138,6 +149,17 @@ class Run:
     conversations: int
     cpu: dict[str, float]
     drain_s: float
+    batches: list[tuple[float, int, int]]  # polled, timed events, blob states looked up
+
+
+def _read_batches(path: Path) -> list[tuple[float, int, int]]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        polled, events, lookups = line.split(",")
+        out.append((float(polled), int(events), int(lookups)))
+    return out
 
 
 def _one(s: Services, p: Params, rate: float) -> Run:
@@ -176,7 +198,15 @@ def _one(s: Services, p: Params, rate: float) -> Run:
     state.close()
     rows = _read(samples)
     log(f"lag: {rate:.0f}/s: {len(rows):,} events timed; caught up {drain_s:.1f}s after the writers stopped")
-    return Run(rate, rows, start_at, counter.value, meter.shares(), drain_s)
+    return Run(
+        rate,
+        rows,
+        start_at,
+        counter.value,
+        meter.shares(),
+        drain_s,
+        _read_batches(samples.with_suffix(".batches")),
+    )
 
 
 def run_rates(s: Services, p: Params, rates: list[float], outdir: Any) -> Result:
@@ -210,6 +240,7 @@ def _report(runs: list[Run], p: Params, outdir: Any, seconds: float) -> Result:
 
     table = []
     stages = []
+    prefetch = []
     head = None
     summary: list[dict[str, Any]] = []
     for run in runs:
@@ -243,10 +274,21 @@ def _report(runs: list[Run], p: Params, outdir: Any, seconds: float) -> Result:
             stages.append(
                 f"| {run.rate:.0f} | {label} | {pct(values, 50):.0f} ms | {pct(values, 99):.0f} ms |"
             )
+        data_batches = [b for b in run.batches if b[1]]
+        lookups = sum(b[2] for b in run.batches)
+        looked_up = sum(1 for b in data_batches if b[2])
+        prefetch.append(
+            f"| {run.rate:.0f} | {run.conversations:,} | {lookups:,} | "
+            f"{lookups / max(1, run.conversations):.1f} | {looked_up:,} of {len(data_batches):,} |"
+        )
         summary.append(
             {
                 **row,
                 "paced": run.rate,
+                "conversations": run.conversations,
+                "lookups": lookups,
+                "batches": len(data_batches),
+                "batches_looked_up": looked_up,
                 "drain_s": run.drain_s,
                 "cpu": run.cpu,
                 "stages_p50": [pct(values, 50) for _, values in parts],
@@ -272,6 +314,13 @@ Where the time goes (per event; the record's Kafka CreateTime and the applier's 
 | paced | stage | p50 | p99 |
 |---:|---|---:|---:|
 {chr(10).join(stages)}
+
+Blob lookups of the sink (`DynamoDBSink.blob_lookups`: the blob states its prefetch read from the
+table with `BatchGetItem` before writing a batch; whole run, drain included):
+
+| paced | conversations | blob states looked up | per conversation | batches with a lookup |
+|---:|---:|---:|---:|---:|
+{chr(10).join(prefetch)}
 """
     return Result(
         key="lag",

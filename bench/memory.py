@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench import data, profile
+from bench import data, previous, profile
 from bench.env import DaemonProcess, Sampler, Services, log, rss_mib, wait_caught_up
 from bench.report import Result, fmt_rate, new_figure, save
 from replicator.state import PostgresStateStore, applier_positions
@@ -115,15 +115,9 @@ def _report(
         marks.append(f"| {q:.0%} applied | {at[0]:.0f} s | {at[1]:.0f} MiB |")
     flat = growth <= 0.1
     profiled = ", with py-spy sampling the daemon" if p.profile else ""
-    full = backlog >= 1_000_000
-    full_size = (
-        ""
-        if full
-        else "\nThe issue's size, 1M events, takes about 18 minutes on this machine, so the default run "
-        "uses a smaller backlog; the 1M-event run is committed as "
-        "[memory-1m/results.md](memory-1m/results.md) (`python -m bench --only memory "
-        "--memory-events 1000000 --out bench/memory-1m`).\n"
-    )
+    full = p.events >= 1_000_000  # the backlog itself is a whole number of threads: 999,975 for 1M
+    prior = None if full else previous.memory_1m()
+    full_size = "" if full else "\n" + _full_size_note(prior) + "\n"
     section = f"""
 Backlog: {backlog:,} row changes committed while the daemon was stopped (copies of real app
 threads, one transaction per thread), then `replicator run` started again and sampled every 0.5 s
@@ -141,11 +135,52 @@ until `status` reported the target caught up, {drain_s:.0f} s later
         key="memory",
         title="Daemon memory over a backlog",
         measured=f"peak {peak:.0f} MiB over {backlog:,} events, 2nd half {growth:+.0%} vs 1st"
-        + ("" if full else " (1M events: see memory-1m/results.md)"),
+        + ("" if full else _full_size_ref(prior)),
         goal="flat, < 300 MB over 1M events",
         met=(peak < p.limit_mib and flat) if full else None,
         section=section,
         plots=[plot],
         seconds=seconds,
-        data={"peak": peak, "growth": growth, "samples": len(samples), "backlog": backlog},
+        data={
+            "peak": peak,
+            "growth": growth,
+            "samples": len(samples),
+            "backlog": backlog,
+            "full": full,
+            "memory_1m": prior,
+        },
     )
+
+
+RERUN_1M = "`python -m bench --only memory --memory-events 1000000 --out bench/memory-1m`"
+
+
+def _full_size_note(prior: dict[str, Any] | None) -> str:
+    """Where the issue's size (1M events) is measured, and whether that run is of the current code."""
+    why = (
+        f"The issue's size, 1M events, takes about {previous.MEMORY_1M_MINUTES:.0f} minutes on this "
+        "machine, so the default run uses a smaller backlog"
+    )
+    if prior is None:
+        return f"{why}; no 1M-event run is committed in bench/memory-1m/ (run {RERUN_1M})."
+    link = "[memory-1m/results.md](memory-1m/results.md)"
+    if prior["predates"]:
+        return (
+            f"{why}. The 1M-event run in {link} predates the blob cache fix: it was made at commit "
+            f"{previous.COMMIT}, before {previous.CHANGES_COMMIT} made `blob_cache_bytes` bound the "
+            f"cache's real memory, and has not been rerun since (peak {prior['peak']:.0f} MiB over "
+            f"{prior['events']:,} events, levelling off at about {previous.MEMORY_1M_LEVEL_MIB:.0f} MiB). "
+            f"It does not measure the current code; rerun it with {RERUN_1M}."
+        )
+    return (
+        f"{why}; the 1M-event run is committed as {link} ({RERUN_1M}): peak {prior['peak']:.0f} MiB "
+        f"over {prior['events']:,} events, a rerun made after the run of commit {previous.COMMIT}."
+    )
+
+
+def _full_size_ref(prior: dict[str, Any] | None) -> str:
+    if prior is None:
+        return " (1M events: not run)"
+    if prior["predates"]:
+        return f" (1M events, before the cache fix: see memory-1m/results.md, {prior['peak']:.0f} MiB)"
+    return f" (1M events: see memory-1m/results.md, {prior['peak']:.0f} MiB)"

@@ -59,7 +59,10 @@ CAPTURE_RATIO = 0.52
 CAPTURE_SOURCE_RATE = 51_390.0  # events/s
 CAPTURE_RECVLOGICAL_RATE = 98_878.0  # events/s
 CAPTURE_PUBLISH_RATE = 16_131.0  # events/s, produced and acknowledged
-# The publisher prototype of bench/proposed.py, then on top of the proposed decoding.
+# The prototypes of bench/proposed.py in that run, on the same WAL: the source with msgspec JSONB
+# decoding and tuple messages (since applied to the product, as msgspec decoding and Structs), and
+# the publisher with a partition cache and linger_ms=20 on top of that source (not applied).
+PROTOTYPE_SOURCE_RATE = 53_025.0  # events/s
 PROTOTYPE_PUBLISH_RATE = 20_682.0  # events/s
 # The prototype's gain over the plain publisher ranged over about this in development runs
 # before that commit (not recorded in a committed results.md).
