@@ -33,7 +33,7 @@ from replicator import kafka
 from replicator.codec import Reassembler
 from replicator.config import KafkaConfig
 from replicator.errors import ErrorKind, ReplicatorError, Retry
-from replicator.events import Control, DataChange, thread_of
+from replicator.events import Control, ControlKind, DataChange, thread_of
 from replicator.faults import fault_point
 from replicator.state import (
     StateStore,
@@ -183,12 +183,17 @@ class Applier:
                     continue
                 if event is None:
                     continue
+                # The initial copy stands for everything committed before the slot's consistent
+                # point, which its start marker and rows carry as their position: only its end
+                # marker proves all of it applied. (A "caught up" taken mid-copy would be a lie.)
                 if isinstance(event, Control):
-                    lsn = max(lsn, event.source.lsn)
+                    if event.kind != ControlKind.SNAPSHOT_START:
+                        lsn = max(lsn, event.source.lsn)
                     continue
-                # The event's own transaction may continue in the next batch: only what lies
-                # strictly below its commit position is known to be complete.
-                lsn = max(lsn, event.source.lsn - 1)
+                if not event.source.snapshot:
+                    # The event's own transaction may continue in the next batch: only what lies
+                    # strictly below its commit position is known to be complete.
+                    lsn = max(lsn, event.source.lsn - 1)
                 if event.source.commit_ts:
                     commit_ts = event.source.commit_ts
                     newest_commit_ts = max(newest_commit_ts, commit_ts)

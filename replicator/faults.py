@@ -19,6 +19,7 @@ import sys
 POINTS = frozenset(
     {
         "publisher.before_produce",  # an event read, nothing of it sent to Kafka
+        "publisher.after_send",  # an event handed to the Kafka client, its ack not yet seen
         "publisher.after_produce",  # Kafka acknowledged a flush, the source not yet confirmed
         "publisher.before_confirm",  # about to confirm a source position (slot or snapshot chunk)
         "applier.after_apply",  # the sink made a batch durable, its offsets not yet committed

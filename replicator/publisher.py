@@ -119,6 +119,7 @@ class Publisher:
                     self.stats.events += 1
                     for record in codec.encode(item, self.config.max_message_bytes):
                         self._send(producer, record, None)
+                fault_point("publisher.after_send")
                 if self._pending_bytes >= self.max_pending_bytes:
                     self._flush(producer)
                     last_flush = time.monotonic()

@@ -135,15 +135,8 @@ def saved_state(config: Config, name: str) -> dict[str, Any]:
 
 
 def wait_synced(config: Config, daemon: DaemonProcess, timeout: float = 120) -> dict[str, Any]:
-    """``wait_caught_up``, taking the source's head only once the initial copy has been read.
-
-    Works around a gap in the applied positions: the applier counts the snapshot-start marker
-    (and snapshot rows) as "everything below the slot's consistent point is applied", so a head
-    taken before the slot existed (an app that wrote everything before the daemon started) is
-    "caught up" as soon as that marker is applied, with the copy itself still on its way.
-    A head taken after the copy was read lies beyond the consistent point: reaching it takes a
-    heartbeat that follows the whole copy on every partition.
-    """
+    """``wait_caught_up`` once the initial copy has been read, so the head it compares with is
+    sampled after the slot exists (a test that kills the daemon mid-copy wants the rest)."""
     wait_for(
         lambda: saved_state(config, "source").get("snapshot") == "done" or not daemon.alive(),
         timeout,

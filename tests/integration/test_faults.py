@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import re
 import threading
 import time
@@ -64,6 +65,7 @@ FAULT_CASES = [
     ("snapshot", "applier.after_apply"),
     ("streaming", "source.after_read:5"),
     ("streaming", "publisher.before_produce:3@streaming"),
+    ("streaming", "publisher.after_send:4@streaming"),
     ("streaming", "publisher.after_produce:2@streaming"),
     ("streaming", "publisher.before_confirm:2@streaming"),
     ("streaming", "applier.after_apply:2@streaming"),
@@ -110,11 +112,22 @@ def test_sigkill_at_fault_point_then_restart_converges(
     config = load(config_path)
     daemon = DaemonProcess(config_path, services.tmp)
     daemons.append(daemon)
-    writer = LiveWriter(services.dsn, "live", quota=6, pace_s=0.15, delete_every=3)
+    # A streaming fault needs changes in the slot: the app writes once the copy has been read
+    # (a slow start would otherwise put every conversation into the copy, and nothing would fire).
+    writer = LiveWriter(
+        services.dsn, "live", quota=0 if stage == "streaming" else 6, pace_s=0.15, delete_every=3
+    )
     writers.append(writer)
     writer.start()
 
     daemon.start(LGREPL_FAULT=fault)
+    if stage == "streaming":
+        wait_for(
+            lambda: saved_state(config, "source").get("snapshot") == "done" or not daemon.alive(),
+            90,
+            "the initial copy read",
+        )
+        writer.allow(6)
     code = daemon.wait(90)
     assert code == -9, f"daemon exited with {code}, not SIGKILL at {fault}:\n{daemon.output()[-3000:]}"
     copy = saved_state(config, "source").get("snapshot")
@@ -320,6 +333,8 @@ def test_idle_slot_advances_and_slot_lag_warns_once_a_minute(
     wait_for(lambda: measured() >= seen + 4, 30, "four more measurements over the threshold")
     warnings = log_events(daemon.output(), "slot retains too much WAL")
     assert len(warnings) == 1, warnings
+    status = json.loads(cli("status", "--config", str(config_path), "--json").stdout)
+    assert status["source"]["slot"]["retained_over_threshold"] is True
     assert warnings[0]["level"] == "warning" and warnings[0]["bytes"] > 1 and warnings[0]["threshold"] == 1
     assert daemon.terminate() == 0
 
