@@ -79,6 +79,20 @@ class _Poison:
     reason: str
 
 
+def applied_below(lsn: int, event: Control | DataChange) -> int:
+    """The source position below which every change is applied, once ``event`` is.
+
+    An event's own transaction may continue in the next batch, so a change proves only what lies
+    strictly below its commit position; a control record (heartbeat, end of copy) proves its whole
+    position. The initial copy stands for everything committed before the slot's consistent point,
+    which its start marker and rows carry: only its end marker proves all of it applied, or a
+    "caught up" taken mid-copy would be a lie.
+    """
+    if isinstance(event, Control):
+        return lsn if event.kind == ControlKind.SNAPSHOT_START else max(lsn, event.source.lsn)
+    return lsn if event.source.snapshot else max(lsn, event.source.lsn - 1)
+
+
 class _Rebalance(ConsumerRebalanceListener):
     """Runs on kafka-python's IO thread: it must not call blocking consumer APIs."""
 
@@ -183,17 +197,9 @@ class Applier:
                     continue
                 if event is None:
                     continue
-                # The initial copy stands for everything committed before the slot's consistent
-                # point, which its start marker and rows carry as their position: only its end
-                # marker proves all of it applied. (A "caught up" taken mid-copy would be a lie.)
+                lsn = applied_below(lsn, event)
                 if isinstance(event, Control):
-                    if event.kind != ControlKind.SNAPSHOT_START:
-                        lsn = max(lsn, event.source.lsn)
                     continue
-                if not event.source.snapshot:
-                    # The event's own transaction may continue in the next batch: only what lies
-                    # strictly below its commit position is known to be complete.
-                    lsn = max(lsn, event.source.lsn - 1)
                 if event.source.commit_ts:
                     commit_ts = event.source.commit_ts
                     newest_commit_ts = max(newest_commit_ts, commit_ts)
