@@ -207,7 +207,7 @@ def _report(
                 f"{r['measured_records']:,} | {r['total_s']:.1f} s | {cpu} |"
             )
     ddb = results["dynamodb"]
-    best = max(ddb, key=lambda n: ddb[n]["rate"])
+    best = max(ddb)  # the most consumers measured: the headline is what adding them gave
     speedup = ddb[best]["rate"] / ddb[min(ddb)]["rate"]
     section = f"""
 Topic: {p.partitions} partitions holding the initial copy of {filled["events"]:,} change events
