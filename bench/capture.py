@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any
 import psycopg
 
 from bench import data, profile
-from bench.env import Services, log
+from bench.env import Services, log, run_publisher_until
 from bench.report import BASELINE, OURS, PROPOSED, Result, bar_chart, fmt_rate
 from connectors.sources.postgres import pgoutput
 from connectors.sources.postgres.setup import ensure_publication
@@ -137,27 +136,11 @@ def _publish(config: Any, expected: int, publisher_class: type[Publisher]) -> tu
     state.put(SOURCE_STATE, {"snapshot": "done"})
     source = PostgresSource(config.source, state)
     publisher = publisher_class(source, config.kafka, state)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            publisher.run(stop)
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    t0 = time.monotonic()
-    thread.start()
-    # Done when every event was produced and the publisher has no unacknowledged record left.
-    while publisher.stats.events < expected or publisher._pending:
-        if errors or not thread.is_alive():
-            raise RuntimeError(f"publisher stopped: {errors}")
-        time.sleep(0.002)
-    elapsed = time.monotonic() - t0
-    stop.set()
-    thread.join(30)
-    source.close()
+    try:
+        # Done when every event was produced and acknowledged; polled often, as it is timed.
+        elapsed = run_publisher_until(publisher, lambda: publisher.stats.events >= expected, poll_s=0.002)
+    finally:
+        source.close()
     return elapsed, publisher.stats.events
 
 

@@ -332,14 +332,11 @@ class Sampler(threading.Thread):
         self.join(10)
 
 
-def fill_topic(config: Config, state: PostgresStateStore, timeout: float = 600) -> dict[str, Any]:
-    """Run the publisher alone (in this process) until the source's initial copy is in Kafka,
-    acknowledged; the topic then holds a backlog for appliers to drain. Returns its stats."""
-    from connectors.registry import make_source
-    from replicator.publisher import Publisher
-
-    source = make_source(config.source, state)
-    publisher = Publisher(source, config.kafka, state)
+def run_publisher_until(
+    publisher: Any, done: Callable[[], bool], *, timeout: float | None = None, poll_s: float = 0.02
+) -> float:
+    """Run ``publisher`` in a thread until ``done()`` holds and no record is left unacknowledged,
+    then stop it; the seconds that took. A publisher that dies raises instead of hanging."""
     stop = threading.Event()
     errors: list[BaseException] = []
 
@@ -352,16 +349,32 @@ def fill_topic(config: Config, state: PostgresStateStore, timeout: float = 600) 
     thread = threading.Thread(target=run, daemon=True)
     t0 = time.monotonic()
     thread.start()
-    while (state.get("source") or {}).get("snapshot") != "done" or publisher._pending:
+    while not done() or publisher._pending:
         if errors or not thread.is_alive():
             raise RuntimeError(f"publisher stopped: {errors}")
-        if time.monotonic() - t0 > timeout:
-            raise TimeoutError("topic not filled in time")
-        time.sleep(0.02)
+        if timeout is not None and time.monotonic() - t0 > timeout:
+            raise TimeoutError("the publisher did not finish in time")
+        time.sleep(poll_s)
     seconds = time.monotonic() - t0
     stop.set()
     thread.join(60)
-    source.close()
+    return seconds
+
+
+def fill_topic(config: Config, state: PostgresStateStore, timeout: float = 600) -> dict[str, Any]:
+    """Run the publisher alone (in this process) until the source's initial copy is in Kafka,
+    acknowledged; the topic then holds a backlog for appliers to drain. Returns its stats."""
+    from connectors.registry import make_source
+    from replicator.publisher import Publisher
+
+    source = make_source(config.source, state)
+    publisher = Publisher(source, config.kafka, state)
+    try:
+        seconds = run_publisher_until(
+            publisher, lambda: (state.get("source") or {}).get("snapshot") == "done", timeout=timeout
+        )
+    finally:
+        source.close()
     return {
         "seconds": seconds,
         "events": publisher.stats.events,

@@ -138,6 +138,11 @@ def _capture_reading(prof: Any) -> str:
     )
 
 
+def _ratio(ratio: float, rate: float, base: float, unit: str) -> str:
+    """A figure's cell: the ratio, then the two rates it divides."""
+    return f"{ratio:.2f}x ({fmt_rate(rate)} vs {fmt_rate(base)} {unit})"
+
+
 def _x(after: float, before: float) -> str:
     return f"{after / before:.2f}x" if before else ""
 
@@ -173,9 +178,8 @@ def _before_after(results: list[Result], params: dict[str, Any] | None = None) -
         rows.append(
             [
                 "1. Initial copy / savers' API",
-                f"{previous.COPY_RATIO:.2f}x ({fmt_rate(previous.COPY_RATE)} vs "
-                f"{fmt_rate(previous.COPY_BASELINE_RATE)} checkpoints/s)",
-                f"{d['ratio']:.2f}x ({fmt_rate(d['rate'])} vs {fmt_rate(d['base_rate'])} checkpoints/s)",
+                _ratio(previous.COPY_RATIO, previous.COPY_RATE, previous.COPY_BASELINE_RATE, "checkpoints/s"),
+                _ratio(d["ratio"], d["rate"], d["base_rate"], "checkpoints/s"),
                 _x(d["ratio"], previous.COPY_RATIO),
                 _load(results, "copy"),
             ]
@@ -186,10 +190,13 @@ def _before_after(results: list[Result], params: dict[str, Any] | None = None) -
         rows += [
             [
                 "2. Capture: `PostgresSource` alone / pg_recvlogical",
-                f"{previous.CAPTURE_RATIO:.2f}x ({fmt_rate(previous.CAPTURE_SOURCE_RATE)} vs "
-                f"{fmt_rate(previous.CAPTURE_RECVLOGICAL_RATE)} events/s)",
-                f"{capture.data['ratio']:.2f}x ({fmt_rate(rates['source'])} vs "
-                f"{fmt_rate(rates['pg_recvlogical'])} events/s)",
+                _ratio(
+                    previous.CAPTURE_RATIO,
+                    previous.CAPTURE_SOURCE_RATE,
+                    previous.CAPTURE_RECVLOGICAL_RATE,
+                    "events/s",
+                ),
+                _ratio(capture.data["ratio"], rates["source"], rates["pg_recvlogical"], "events/s"),
                 _x(capture.data["ratio"], previous.CAPTURE_RATIO),
                 _load(results, "capture"),
             ],

@@ -134,14 +134,19 @@ def saved_state(config: Config, name: str) -> dict[str, Any]:
         state.close()
 
 
-def wait_synced(config: Config, daemon: DaemonProcess, timeout: float = 120) -> dict[str, Any]:
-    """``wait_caught_up`` once the initial copy has been read, so the head it compares with is
-    sampled after the slot exists (a test that kills the daemon mid-copy wants the rest)."""
+def wait_copy_read(config: Config, daemon: DaemonProcess, timeout: float = 120) -> None:
+    """Until the daemon's source has read the whole initial copy (or the daemon is gone)."""
     wait_for(
         lambda: saved_state(config, "source").get("snapshot") == "done" or not daemon.alive(),
         timeout,
         "the initial copy read",
     )
+
+
+def wait_synced(config: Config, daemon: DaemonProcess, timeout: float = 120) -> dict[str, Any]:
+    """``wait_caught_up`` once the initial copy has been read, so the head it compares with is
+    sampled after the slot exists (a test that kills the daemon mid-copy wants the rest)."""
+    wait_copy_read(config, daemon, timeout)
     return wait_caught_up(config, daemon, timeout=timeout)
 
 

@@ -39,6 +39,7 @@ from tests.integration.faultkit import (
     rss_kib,
     saved_state,
     slot_row,
+    wait_copy_read,
     wait_synced,
     with_target_endpoint,
 )
@@ -122,11 +123,7 @@ def test_sigkill_at_fault_point_then_restart_converges(
 
     daemon.start(LGREPL_FAULT=fault)
     if stage == "streaming":
-        wait_for(
-            lambda: saved_state(config, "source").get("snapshot") == "done" or not daemon.alive(),
-            90,
-            "the initial copy read",
-        )
+        wait_copy_read(config, daemon, timeout=90)
         writer.allow(6)
     code = daemon.wait(90)
     assert code == -9, f"daemon exited with {code}, not SIGKILL at {fault}:\n{daemon.output()[-3000:]}"
@@ -183,40 +180,26 @@ def own_pg() -> Iterator[EmbeddedPostgres]:
         yield server
 
 
-def own_services(
-    own_pg: EmbeddedPostgres, tmp_path: Path, broker: Any, topic: str, moto: Any, table: str, bucket: str
-) -> Services:
-    name = f"f_{uuid.uuid4().hex[:12]}"
-    return Services(
-        own_pg.create_database(name),
-        broker.bootstrap_servers,
-        topic,
-        moto.endpoint_url,
-        table,
-        bucket,
-        tmp_path,
-    )
+@pytest.fixture
+def own_services(own_pg: EmbeddedPostgres, services: Services) -> Services:
+    """The shared services, with a database on this module's own cluster."""
+    return dataclasses.replace(services, dsn=own_pg.create_database(f"f_{uuid.uuid4().hex[:12]}"))
 
 
 def test_postgres_minor_version_restart_while_streaming(
     own_pg: EmbeddedPostgres,
-    tmp_path: Path,
-    broker: Any,
-    kafka_topic: str,
-    moto: Any,
-    dynamo_table: str,
-    s3_bucket: str,
+    own_services: Services,
     daemons: list[DaemonProcess],
     writers: list[LiveWriter],
 ) -> None:
     """A minor-version upgrade is a clean restart: `pg_ctl restart -m fast` (what systemd and
     pg_ctlcluster do). A fast shutdown waits for every walsender to have its client confirm the
     shutdown checkpoint, so this also checks that the daemon does not hold the restart up."""
-    services = own_services(own_pg, tmp_path, broker, kafka_topic, moto, dynamo_table, s3_bucket)
+    services = own_services
     App(services.dsn).conn.close()
     config_path = services.config()
     config = load(config_path)
-    daemon = DaemonProcess(config_path, tmp_path)
+    daemon = DaemonProcess(config_path, services.tmp)
     daemons.append(daemon)
     writer = LiveWriter(services.dsn, "r", quota=4, pace_s=0.2, delete_every=3)
     writers.append(writer)
@@ -340,22 +323,15 @@ def test_idle_slot_advances_and_slot_lag_warns_once_a_minute(
 
 
 def test_invalidated_slot_is_an_error_saying_what_to_do(
-    own_pg: EmbeddedPostgres,
-    tmp_path: Path,
-    broker: Any,
-    kafka_topic: str,
-    moto: Any,
-    dynamo_table: str,
-    s3_bucket: str,
-    daemons: list[DaemonProcess],
+    own_pg: EmbeddedPostgres, own_services: Services, daemons: list[DaemonProcess]
 ) -> None:
     """The slot lost WAL it needed (max_slot_wal_keep_size) while the daemon was down."""
-    services = own_services(own_pg, tmp_path, broker, kafka_topic, moto, dynamo_table, s3_bucket)
+    services = own_services
     app = App(services.dsn)
     app.converse("x")
     config_path = services.config()
     config = load(config_path)
-    daemon = DaemonProcess(config_path, tmp_path)
+    daemon = DaemonProcess(config_path, services.tmp)
     daemons.append(daemon)
     daemon.start()
     wait_synced(config, daemon, timeout=60)
