@@ -127,8 +127,28 @@ class Control(msgspec.Struct, frozen=True, tag_field="entity", tag="control", om
     info: dict[str, Any] = {}
 
 
-DataChange = CheckpointChange | BlobChange | WriteChange | ThreadDeletion
-ChangeEvent = CheckpointChange | BlobChange | WriteChange | ThreadDeletion | Control
+class CheckpointDocument(
+    msgspec.Struct, frozen=True, tag_field="entity", tag="checkpoint_doc", omit_defaults=True
+):
+    """A checkpoint in *whole* form: one serialized checkpoint with every channel value in it.
+
+    What SqliteSaver, InMemorySaver and the DynamoDB savers store: ``(type, data)`` is the saver's
+    ``dumps_typed`` of the full checkpoint (``msgpack`` for JsonPlusSerializer), ``metadata`` the
+    checkpoint metadata as a plain tree. A removal (``op=d``) carries only ``key``.
+    ``connectors.langgraph.forms`` converts between this and ``CheckpointChange`` + blobs.
+    """
+
+    op: Op
+    key: CheckpointKey
+    source: SourceMeta
+    parent_checkpoint_id: str | None = None
+    type: str = ""
+    data: bytes | None = None
+    metadata: dict[str, Any] | None = None
+
+
+DataChange = CheckpointChange | BlobChange | WriteChange | ThreadDeletion | CheckpointDocument
+ChangeEvent = CheckpointChange | BlobChange | WriteChange | ThreadDeletion | Control | CheckpointDocument
 
 
 def thread_of(event: ChangeEvent) -> str | None:

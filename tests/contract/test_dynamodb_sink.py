@@ -700,7 +700,8 @@ def test_check_missing_bucket_and_unreachable_endpoint(moto: Any, dynamo_table: 
 
 
 def test_blob_cache_is_bounded_by_bytes() -> None:
-    from connectors.sinks.dynamodb import ABSENT, _BlobCache
+    from connectors.langgraph.blobs import BlobCache as _BlobCache
+    from connectors.langgraph.forms import ABSENT
 
     cache = _BlobCache(10_000)
     for i in range(20):
@@ -954,7 +955,7 @@ def test_demo_app_needs_fewer_blob_lookups(
     """The demo app's conversations, applied one source transaction per batch (an applier at low
     load) or all in one batch: inline channels cost no BatchGetItem keys (all of them would miss),
     and the target reads back the same whether they are looked up or not."""
-    from connectors.sinks import dynamodb
+    from connectors.langgraph import forms
     from replicator.demo_app import build_graph as build_demo_graph
     from replicator.demo_app import run_conversation
 
@@ -986,7 +987,7 @@ def test_demo_app_needs_fewer_blob_lookups(
 
     after = replicate(dynamo_table)
     with monkeypatch.context() as m:
-        m.setattr(dynamodb, "_may_have_blob", lambda inline, channel: True)  # every channel, as before
+        m.setattr(forms, "may_have_blob", lambda inline, channel: True)  # every channel, as before
         create_dynamodb_table(moto.endpoint_url, f"{dynamo_table}-all")
         before = replicate(f"{dynamo_table}-all")
     # Measured (langgraph 1.2.24): 87 keys before, 36 after, in 30 requests either way per
