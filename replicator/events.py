@@ -9,7 +9,9 @@ stored. A checkpoint carries the saver-neutral *skeleton* (``v``, ``ts``, ``id``
 ``channel_versions``, ``versions_seen``, ``updated_channels`` and the primitive channel values
 that PostgresSaver keeps inline), plus its metadata, both as plain JSON-compatible trees.
 Non-primitive channel values travel as blobs keyed by ``(channel, version)``, exactly as
-PostgresSaver shares them between checkpoints.
+PostgresSaver shares them between checkpoints. A source whose saver stores each checkpoint whole
+(SqliteSaver, InMemorySaver) emits ``CheckpointDocument`` instead; ``connectors.langgraph.forms``
+converts between the two forms.
 """
 
 from __future__ import annotations

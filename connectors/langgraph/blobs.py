@@ -59,7 +59,7 @@ class BlobCache:
     """LRU of blob lookups (values and known absences), bounded by the memory it really holds.
 
     PostgresSaver's blobs are insert-only, so an entry only goes stale when the blob (or its
-    whole thread) is deleted, and every such delete passes through this sink and evicts it.
+    whole thread) is deleted, and every such delete passes through the sink and evicts it.
 
     ``size`` counts Python objects as ``sys.getsizeof`` measures them, so that ``capacity`` bounds
     the cache's real memory: each entry's key (one string, built here), its value (``ABSENT``
