@@ -185,17 +185,19 @@ def to_document(change: CheckpointChange, resolve: Resolve) -> tuple[CheckpointD
 _DELTA_SNAPSHOT_EXT = 7  # langgraph.checkpoint.serde.jsonplus.EXT_DELTA_SNAPSHOT
 
 
-def _is_primitive(raw: bytes) -> bool:
-    """nil, bool, int, float or str: what PostgresSaver keeps inline in its JSON skeleton."""
-    b = raw[0]
-    return b <= 0x7F or b >= 0xE0 or 0xA0 <= b <= 0xBF or b in _PRIMITIVE_HEADS
-
-
+# msgpack heads: nil, false, true, float 32/64, uint 8-64, int 8-64, str 8/16/32 (fixint, fixstr
+# and negative fixint are ranges, tested in _is_primitive).
 _PRIMITIVE_HEADS = frozenset(
     {0xC0, 0xC2, 0xC3, 0xCA, 0xCB, 0xCC, 0xCD, 0xCE, 0xCF, 0xD0, 0xD1, 0xD2, 0xD3, 0xD9, 0xDA, 0xDB}
 )
 _BIN_HEADS = {0xC4: 1, 0xC5: 2, 0xC6: 4}  # bin 8/16/32: length bytes after the head
 _EXT_TYPE_AT = {0xD4: 1, 0xD5: 1, 0xD6: 1, 0xD7: 1, 0xD8: 1, 0xC7: 2, 0xC8: 3, 0xC9: 5}
+
+
+def _is_primitive(raw: bytes) -> bool:
+    """nil, bool, int, float or str: what PostgresSaver keeps inline in its JSON skeleton."""
+    b = raw[0]
+    return b <= 0x7F or b >= 0xE0 or 0xA0 <= b <= 0xBF or b in _PRIMITIVE_HEADS
 
 
 def _ext_code(raw: bytes) -> int | None:
