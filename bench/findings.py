@@ -16,8 +16,8 @@ DAEMON_STAGES = [
     "Publisher._send",
     "codec.py:encode",
     "Applier._apply",
-    "DynamoDBSink.apply",
-    "DynamoDBSink._prefetch",
+    "LayeredSink.apply",
+    "_Planner._prefetch",
     "DynamoDBSink._execute",
     "DynamoDBSink._write_chunk",
     "BaseClient._make_api_call",
@@ -506,7 +506,8 @@ def _applied(capture: Result | None, memory: Result | None, lag_runs: list[dict[
         cache = " (Figure 4 was not run.)"
     dprof: Any = memory.data.get("profile") if memory else None
     prefetch_share = (
-        f" `DynamoDBSink._prefetch` is {_incl(dprof, 'DynamoDBSink._prefetch'):.1f}% of the daemon profile "
+        f" The blob prefetch (`connectors/langgraph/batch.py` `_Planner._prefetch`, formerly "
+        f"`DynamoDBSink._prefetch`) is {_incl(dprof, '_Planner._prefetch'):.1f}% of the daemon profile "
         f"(inclusive; {previous.PROFILE_DAEMON['DynamoDBSink._prefetch']:.1f}% before)."
         if dprof is not None
         else ""

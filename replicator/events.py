@@ -9,7 +9,9 @@ stored. A checkpoint carries the saver-neutral *skeleton* (``v``, ``ts``, ``id``
 ``channel_versions``, ``versions_seen``, ``updated_channels`` and the primitive channel values
 that PostgresSaver keeps inline), plus its metadata, both as plain JSON-compatible trees.
 Non-primitive channel values travel as blobs keyed by ``(channel, version)``, exactly as
-PostgresSaver shares them between checkpoints.
+PostgresSaver shares them between checkpoints. A source whose saver stores each checkpoint whole
+(SqliteSaver, InMemorySaver) emits ``CheckpointDocument`` instead; ``connectors.langgraph.forms``
+converts between the two forms.
 """
 
 from __future__ import annotations
@@ -127,8 +129,28 @@ class Control(msgspec.Struct, frozen=True, tag_field="entity", tag="control", om
     info: dict[str, Any] = {}
 
 
-DataChange = CheckpointChange | BlobChange | WriteChange | ThreadDeletion
-ChangeEvent = CheckpointChange | BlobChange | WriteChange | ThreadDeletion | Control
+class CheckpointDocument(
+    msgspec.Struct, frozen=True, tag_field="entity", tag="checkpoint_doc", omit_defaults=True
+):
+    """A checkpoint in *whole* form: one serialized checkpoint with every channel value in it.
+
+    What SqliteSaver, InMemorySaver and the DynamoDB savers store: ``(type, data)`` is the saver's
+    ``dumps_typed`` of the full checkpoint (``msgpack`` for JsonPlusSerializer), ``metadata`` the
+    checkpoint metadata as a plain tree. A removal (``op=d``) carries only ``key``.
+    ``connectors.langgraph.forms`` converts between this and ``CheckpointChange`` + blobs.
+    """
+
+    op: Op
+    key: CheckpointKey
+    source: SourceMeta
+    parent_checkpoint_id: str | None = None
+    type: str = ""
+    data: bytes | None = None
+    metadata: dict[str, Any] | None = None
+
+
+DataChange = CheckpointChange | BlobChange | WriteChange | ThreadDeletion | CheckpointDocument
+ChangeEvent = CheckpointChange | BlobChange | WriteChange | ThreadDeletion | Control | CheckpointDocument
 
 
 def thread_of(event: ChangeEvent) -> str | None:

@@ -1,60 +1,25 @@
-"""Sink writing the table layout of langgraph-checkpoint-aws ``DynamoDBSaver``.
+"""Sink writing the table layout of langgraph-checkpoint-aws ``DynamoDBSaver``: the AWS I/O.
 
-What the saver reads (langgraph_checkpoint_aws/checkpoint/dynamodb, 1.2.6), PK / SK: attributes:
+Where items go is ``dynamodb_layout`` (pure); what a batch leaves behind is planned by the
+LangGraph layer (``connectors.langgraph``) through ``LayeredSink``. This module talks to AWS:
+boto3 clients, BatchWriteItem chunking and unprocessed items, BatchGetItem for the blob store,
+S3 offload, retries with backoff and the classification of AWS errors by code.
 
-* checkpoint ``CHECKPOINT_{t}`` / ``{ns}#{cid}``: id, ns, type, ref_loc, ref_key,
-  parent_checkpoint_id (only when set)
-* its payload ``CHUNK_{t}#{ns}#{cid}`` / ``CHUNK``: payload (B), the serde bytes of
-  ``{"checkpoint": <full checkpoint>, "metadata": ...}`` (type "msgpack")
-* write ``WRITES_{t}#{ns}#{cid}`` / ``{task}#{idx}``: task_id, channel, idx (N), checkpoint_id,
-  type, ref_loc, ref_key, task_path (only when non-empty)
-* its payload ``CHUNK_{t}#{ns}#{cid}#{task}#{idx}`` / ``CHUNK``: payload (B), the serde bytes
-
-A payload over 350 KiB goes to S3 instead (``ref_loc`` "S3", ``ref_key`` the un-prefixed key
-``{t}/checkpoints/{ns}/{cid}[/writes/{task}/{idx}]``) when a bucket is configured. The saver skips
-a meta item whose payload is absent, so payloads are always written before meta items.
-
-Replicator-owned items in the same table (the saver never reads them; its queries name exact
-``CHECKPOINT_``/``WRITES_``/``CHUNK_`` partitions):
-
-* ``LGREPL#BLOB#{t}`` / json ``[ns, channel, version]``: the blob state. PostgresSaver shares
-  channel values between checkpoints as insert-only ``(channel, version)`` blobs, while
-  DynamoDBSaver stores every checkpoint whole, so assembling a checkpoint needs blobs written
-  arbitrarily long before it. They are kept durably *in the target* (this answers ARCHITECTURE's
-  "where referenced blobs live" question): the state survives restarts and rebalances with no
-  rebuild, costs one small item per blob (no Kafka traffic growing with conversation length), and
-  goes away with the thread. The namespace sits in the sort key (not the partition key, as first
-  sketched) so that a thread deletion finds every namespace's blobs with one Query, no Scan.
-  Values over 350 KiB are offloaded to S3 under ``[prefix/]_replicator/blobs/``.
-* ``LGREPL#WRITES#{t}`` / json ``[ns, checkpoint_id]``: one index item per checkpoint that has
-  pending writes. A thread deletion finds writes through it even when their checkpoint is absent
-  (writes can commit before their checkpoint, and prune deletes checkpoints independently), so it
-  needs no table Scan. ``DynamoDBSaver.delete_thread`` misses such orphan writes.
-
-A batch is planned in memory first (last operation per item key wins, blobs referenced by
-checkpoints resolved from the batch itself, an LRU cache, then one BatchGetItem for the rest; a
-channel whose value is inline in the checkpoint has no blob and is not looked up),
-then written: payloads (S3, ``CHUNK_``, blob state, write index), then meta items, then deletes.
-Every item is a pure function of the events (no timestamps), so replays rewrite identical items.
+A planned batch is written in three rounds: payloads (S3 objects, ``CHUNK_`` items, blob store
+items, write index items), then meta items, then deletes, so a meta item is never visible before
+its payload.
 """
 
 from __future__ import annotations
 
-import enum
 import gzip
-import json
-import sys
 import threading
-from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote
 
 import boto3
-import msgspec
 import structlog
 from botocore.config import Config
 from botocore.exceptions import (
@@ -72,30 +37,48 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from replicator.errors import ErrorKind, ReplicatorError
-from replicator.events import (
-    BlobChange,
-    CheckpointChange,
-    DataChange,
-    Op,
-    ThreadDeletion,
-    WriteChange,
+from connectors.langgraph.batch import DurableOps, WholeCheckpoint
+from connectors.langgraph.blobs import BlobStore
+from connectors.langgraph.forms import ABSENT, Blob, BlobRef, CheckpointRef, Form, WriteRef
+from connectors.sinks.dynamodb_layout import (
+    BLOB_PK_PREFIX,
+    META,
+    PAYLOAD,
+    S3_OFFLOAD_THRESHOLD,
+    WRITES_INDEX_PK_PREFIX,
+    DynamoDBLayout,
+    Existing,
+    Item,
+    ItemPlan,
+    blob_pk,
+    blob_sk,
+    checkpoint_chunk_pk,
+    checkpoint_pk,
+    checkpoint_s3_key,
+    checkpoint_sk,
+    indexed_checkpoint,
+    item_size,
+    key,
+    stored_checkpoint,
+    thread_of_item,
+    write_chunk_pk,
+    write_s3_key,
+    writes_index_pk,
+    writes_pk,
+    writes_sk,
 )
+from connectors.sinks.layout import LayeredSink
+from replicator.errors import ErrorKind, ReplicatorError
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
 
 _log = structlog.get_logger(__name__)
 
-S3_OFFLOAD_THRESHOLD = 350 * 1024  # the saver's threshold (storage_strategy.S3_OFFLOAD_THRESHOLD)
-_ITEM_LIMIT = 400 * 1024  # DynamoDB's maximum item size
 _BATCH_WRITE_ITEMS = 25
 _BATCH_WRITE_BYTES = 15 * 1024 * 1024  # below the 16 MB request limit, leaving room for framing
 _BATCH_GET_KEYS = 100
 _S3_DELETE_KEYS = 1000
-
-BLOB_PK_PREFIX = "LGREPL#BLOB#"
-WRITES_INDEX_PK_PREFIX = "LGREPL#WRITES#"
 
 _THROTTLE_CODES = frozenset(
     {
@@ -124,301 +107,7 @@ _SETUP_CODES = frozenset(
     }
 )
 
-ItemKey = tuple[str, str]  # (PK, SK)
-BlobRef = tuple[str, str, str, str]  # (thread_id, checkpoint_ns, channel, version)
-CheckpointRef = tuple[str, str, str]  # (thread_id, checkpoint_ns, checkpoint_id)
-WriteRef = tuple[str, str, str, str, int]  # (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
-Blob = tuple[str, bytes | None]  # serde (type, data) as PostgresSaver stores it
-Item = dict[str, Any]  # a DynamoDB item in the low-level client's attribute-value form
-
 _T = TypeVar("_T")
-
-
-class _Absent(enum.Enum):
-    """A blob known not to exist in the target (before the batch being applied)."""
-
-    ABSENT = 0
-
-
-ABSENT = _Absent.ABSENT
-_PAYLOAD, _META = 0, 1
-
-
-# ---------------------------------------------------------------------------------------------
-# Keys: the saver's (copied from unified_repository.py so that a change there shows up in the
-# contract tests, not silently here) and ours.
-
-
-def checkpoint_pk(thread_id: str) -> str:
-    return f"CHECKPOINT_{thread_id}"
-
-
-def checkpoint_sk(ns: str, checkpoint_id: str) -> str:
-    return f"{ns}#{checkpoint_id}"
-
-
-def checkpoint_chunk_pk(thread_id: str, ns: str, checkpoint_id: str) -> str:
-    return f"CHUNK_{thread_id}#{ns}#{checkpoint_id}"
-
-
-def checkpoint_s3_key(thread_id: str, ns: str, checkpoint_id: str) -> str:
-    return f"{thread_id}/checkpoints/{ns}/{checkpoint_id}"
-
-
-def writes_pk(thread_id: str, ns: str, checkpoint_id: str) -> str:
-    return f"WRITES_{thread_id}#{ns}#{checkpoint_id}"
-
-
-def writes_sk(task_id: str, idx: int) -> str:
-    return f"{task_id}#{idx}"
-
-
-def write_chunk_pk(thread_id: str, ns: str, checkpoint_id: str, task_id: str, idx: int) -> str:
-    return f"CHUNK_{thread_id}#{ns}#{checkpoint_id}#{task_id}#{idx}"
-
-
-def write_s3_key(thread_id: str, ns: str, checkpoint_id: str, task_id: str, idx: int) -> str:
-    return f"{thread_id}/checkpoints/{ns}/{checkpoint_id}/writes/{task_id}/{idx}"
-
-
-def _json_key(*parts: str) -> str:
-    """An unambiguous sort key for parts that may contain any character ('#' included)."""
-    return json.dumps(list(parts), ensure_ascii=False, separators=(",", ":"))
-
-
-def blob_pk(thread_id: str) -> str:
-    return f"{BLOB_PK_PREFIX}{thread_id}"
-
-
-def blob_sk(ns: str, channel: str, version: str) -> str:
-    return _json_key(ns, channel, version)
-
-
-def blob_s3_key(ref: BlobRef) -> str:
-    t, ns, ch, v = (quote(p, safe="") for p in ref)
-    return f"_replicator/blobs/{t}/ns={ns}/ch={ch}/v={v}"
-
-
-def writes_index_pk(thread_id: str) -> str:
-    return f"{WRITES_INDEX_PK_PREFIX}{thread_id}"
-
-
-def _version_text(version: Any) -> str:
-    """A channel version as PostgresSaver's ``jsonb_each_text`` joins it to ``checkpoint_blobs``."""
-    return version if isinstance(version, str) else json.dumps(version)
-
-
-def _may_have_blob(inline: dict[str, Any], channel: str) -> bool:
-    """Whether a checkpoint's channel can have a blob, given its inline ``channel_values``.
-
-    PostgresSaver (3.x) keeps None, str, int, float and bool values inline and writes a blob only
-    for the other values, at the channel's version. A value is fixed by its version (a new value
-    gets a new version), so a channel inline in a checkpoint has no blob at that version, and
-    looking one up cannot find anything: the value read is the inline one. (A thread begun by an
-    older PostgresSaver, which stored primitives as blobs too, may have one, holding the very value
-    found inline.) The exception is DeltaChannel's snapshot, a blob behind an inline ``true``
-    marker, so a channel whose inline value is ``True`` is still looked up. A channel not inline
-    may have a blob (a non-primitive value) or none (no value: a consumed trigger, ``__start__``
-    after its step). A blob written in the same batch is used all the same.
-    """
-    return channel not in inline or inline[channel] is True
-
-
-def _key(pk: str, sk: str) -> dict[str, Any]:
-    return {"PK": {"S": pk}, "SK": {"S": sk}}
-
-
-def _item_size(item: Item) -> int:
-    """DynamoDB's item size (UTF-8 names and values), slightly overestimated for numbers."""
-    size = 0
-    for name, value in item.items():
-        size += len(name.encode())
-        ((kind, v),) = value.items()
-        if kind == "S":
-            size += len(v.encode())
-        elif kind == "B":
-            size += len(v)
-        else:
-            size += len(str(v)) + 1
-    return size
-
-
-class _PayloadParts(msgspec.Struct):
-    """A stored checkpoint payload split without decoding (for unchanged-TOAST updates)."""
-
-    checkpoint: msgspec.Raw
-    metadata: msgspec.Raw
-
-
-# ---------------------------------------------------------------------------------------------
-
-
-# Serde types, shared by every cached blob instead of one string object per blob.
-_BLOB_TYPES: dict[str, str] = {
-    t: t for t in ("msgpack", "bytes", "bytearray", "null", "empty", "json", "pickle")
-}
-_BLOB_TUPLE_BYTES = sys.getsizeof(("msgpack", b""))
-_NOT_CACHED: Any = object()
-
-
-def _cache_key(ref: BlobRef) -> str:
-    """One string for a blob reference: its parts joined by NUL, which no Postgres text can hold.
-
-    Parts that do hold one (from another source) are keyed by their JSON array instead, which
-    never contains a raw NUL, so the two forms cannot collide.
-    """
-    key = "\x00".join(ref)
-    return key if key.count("\x00") == 3 else _json_key(*ref)
-
-
-def _cache_key_thread(key: str) -> str:
-    return key[: key.index("\x00")] if "\x00" in key else str(json.loads(key)[0])
-
-
-def _own_str_bytes(text: str) -> int:
-    """What a private copy of ``text`` costs (``getsizeof`` of the caller's object may include
-    a cached UTF-8 form, so it could differ between the string indexed and the one removing it)."""
-    return sys.getsizeof((text + "\x00")[:-1])
-
-
-class _BlobCache:
-    """LRU of blob lookups (values and known absences), bounded by the memory it really holds.
-
-    PostgresSaver's blobs are insert-only, so an entry only goes stale when the blob (or its
-    whole thread) is deleted, and every such delete passes through this sink and evicts it.
-
-    ``size`` counts Python objects as ``sys.getsizeof`` measures them, so that ``capacity`` bounds
-    the cache's real memory: each entry's key (one string, built here), its value (``ABSENT``
-    is a shared singleton; a blob is a ``(type, data)`` tuple, its type string shared), the
-    tables of the LRU and of the per-thread index (as allocated: they do not shrink when entries
-    go), and each indexed thread's id and set. A tuple of four strings per key and a cost per
-    entry, as before, took 2-3 times the bytes counted with small blobs.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = max(0, capacity)
-        self._entries: OrderedDict[str, Blob | _Absent] = OrderedDict()
-        self._by_thread: dict[str, set[str]] = {}
-        self._held = 0  # entries' keys and values, index sets and thread ids
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    @property
-    def size(self) -> int:
-        return self._held + sys.getsizeof(self._entries) + sys.getsizeof(self._by_thread)
-
-    def get(self, ref: BlobRef) -> Blob | _Absent | None:
-        key = _cache_key(ref)
-        value = self._entries.get(key)
-        if value is not None:
-            self._entries.move_to_end(key)
-        return value
-
-    def put(self, ref: BlobRef, value: Blob | _Absent) -> None:
-        key = _cache_key(ref)
-        self._discard(key, ref[0])
-        if value is not ABSENT:
-            type_, data = value
-            value = (_BLOB_TYPES.get(type_, type_), data)
-        cost = self._cost(key, value)
-        if cost > self.capacity:
-            return
-        self._entries[key] = value
-        thread = ref[0]
-        keys = self._by_thread.get(thread)
-        if keys is None:
-            keys = self._by_thread[(thread + "\x00")[:-1]] = set()
-            self._held += _own_str_bytes(thread) + sys.getsizeof(keys)
-        before = sys.getsizeof(keys)
-        keys.add(key)
-        self._held += cost + sys.getsizeof(keys) - before
-        while self.size > self.capacity and self._entries:
-            old_key, old_value = self._entries.popitem(last=False)
-            self._held -= self._cost(old_key, old_value)
-            self._unindex(old_key, _cache_key_thread(old_key))
-
-    def discard(self, ref: BlobRef) -> None:
-        self._discard(_cache_key(ref), ref[0])
-
-    def evict_thread(self, thread_id: str) -> None:
-        for key in list(self._by_thread.get(thread_id, ())):
-            self._discard(key, thread_id)
-
-    def _discard(self, key: str, thread: str) -> None:
-        value = self._entries.pop(key, _NOT_CACHED)
-        if value is not _NOT_CACHED:
-            self._held -= self._cost(key, value)
-            self._unindex(key, thread)
-
-    def _unindex(self, key: str, thread: str) -> None:
-        keys = self._by_thread.get(thread)
-        if keys is not None:
-            keys.discard(key)  # a set never shrinks on removal: its size stays as counted
-            if not keys:
-                del self._by_thread[thread]
-                self._held -= _own_str_bytes(thread) + sys.getsizeof(keys)
-
-    @staticmethod
-    def _cost(key: str, value: Blob | _Absent) -> int:
-        cost = sys.getsizeof(key)
-        if value is not ABSENT:
-            type_, data = value
-            cost += _BLOB_TUPLE_BYTES + (0 if data is None else sys.getsizeof(data))
-            if _BLOB_TYPES.get(type_) is not type_:
-                cost += sys.getsizeof(type_)
-        return cost
-
-
-@dataclass
-class _Existing:
-    """What a thread has in the target (discovered for a ThreadDeletion)."""
-
-    items: list[ItemKey] = field(default_factory=list)
-    s3_keys: list[str] = field(default_factory=list)
-
-
-@dataclass
-class _Plan:
-    """The net effect of one batch, built in memory before anything is written."""
-
-    # Item key -> item to put (None: delete); last operation per key wins.
-    items: dict[ItemKey, Item | None] = field(default_factory=dict)
-    phase: dict[ItemKey, int] = field(default_factory=dict)
-    s3: dict[str, bytes | None] = field(default_factory=dict)  # full S3 key -> body (None: delete)
-    thread_items: dict[str, set[ItemKey]] = field(default_factory=lambda: defaultdict(set))
-    thread_s3: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    # The batch's own view of blobs, checkpoint payloads and write payloads so far (None: deleted
-    # in this batch). Anything not in it and not in a deleted thread is read as of before the batch.
-    blobs: dict[BlobRef, Blob | None] = field(default_factory=dict)
-    checkpoints: dict[CheckpointRef, bytes | None] = field(default_factory=dict)
-    writes: dict[WriteRef, tuple[str, bytes] | None] = field(default_factory=dict)
-    deleted_threads: set[str] = field(default_factory=set)
-    # Blob lookups answered from before the batch (cache hits and the one BatchGetItem).
-    prebatch: dict[BlobRef, Blob | _Absent] = field(default_factory=dict)
-    # What each thread deleted in this batch had in the target before it.
-    existing: dict[str, _Existing] = field(default_factory=dict)
-    # Cache changes, applied in order once the batch is durable.
-    cache_ops: list[tuple[str, Any, Any]] = field(default_factory=list)
-
-    def put(self, thread_id: str, item: Item, phase: int) -> None:
-        key = (item["PK"]["S"], item["SK"]["S"])
-        self.items[key] = item
-        self.phase[key] = phase
-        self.thread_items[thread_id].add(key)
-
-    def delete(self, thread_id: str, key: ItemKey) -> None:
-        self.items[key] = None
-        self.phase.pop(key, None)
-        self.thread_items[thread_id].add(key)
-
-    def s3_put(self, thread_id: str, key: str, body: bytes) -> None:
-        self.s3[key] = body
-        self.thread_s3[thread_id].add(key)
-
-    def s3_delete(self, thread_id: str, key: str) -> None:
-        self.s3[key] = None
-        self.thread_s3[thread_id].add(key)
 
 
 class _Unprocessed(Exception):
@@ -441,16 +130,12 @@ def _transient(exc: BaseException) -> bool:
     return False
 
 
-# ---------------------------------------------------------------------------------------------
-
-
-class DynamoDBSink:
+class DynamoDBSink(LayeredSink):
     """Applies change events to a DynamoDB table so that ``DynamoDBSaver`` reads them back.
 
-    ``missing_blobs`` counts channel values a checkpoint should have had but whose blob was not
-    found (legitimate when a suffix of the stream is replayed after the thread was deleted);
-    ``missing_payloads`` counts unchanged-TOAST updates whose stored checkpoint was absent;
-    ``blob_lookups`` counts the blob states read from the table (BatchGetItem keys).
+    It is its own layout (``connectors.sinks.layout.Layout``): whole form, blobs in the table,
+    written with the AWS clients below. ``blob_lookups`` counts the blob store items read
+    (BatchGetItem keys); see ``LayeredSink`` for the other counters.
     """
 
     # Retry bounds. botocore retries throttling, 5xx and connection errors itself (adaptive mode,
@@ -482,10 +167,8 @@ class DynamoDBSink:
         self.s3_bucket = s3_bucket or None
         self.s3_key_prefix = s3_key_prefix.strip("/") if s3_key_prefix else None
         self.s3_endpoint_url = s3_endpoint_url
-        self.missing_blobs = 0
-        self.missing_payloads = 0
-        self.blob_lookups = 0
-        self.cache = _BlobCache(blob_cache_bytes)
+        self.table_layout = DynamoDBLayout(name, self.s3_bucket, self.s3_key_prefix)
+        super().__init__(self, blob_cache_bytes)
 
         self._config = Config(
             retries={"mode": "adaptive", "max_attempts": self.botocore_max_attempts},
@@ -508,7 +191,9 @@ class DynamoDBSink:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
-    # ------------------------------------------------------------------ Sink protocol
+    # ------------------------------------------------------------------ Layout
+
+    form = Form.WHOLE
 
     def check(self) -> None:
         ddb = self._session.client("dynamodb", endpoint_url=self.endpoint_url, config=self._probe_config)
@@ -573,33 +258,6 @@ class DynamoDBSink:
             cmd += f" --endpoint-url {self.endpoint_url}"
         return cmd
 
-    def apply(self, events: Sequence[DataChange]) -> None:
-        if not events:
-            return
-        plan = _Plan()
-        self._prefetch(plan, events)
-        for event in events:
-            if isinstance(event, CheckpointChange):
-                self._plan_checkpoint(plan, event)
-            elif isinstance(event, BlobChange):
-                self._plan_blob(plan, event)
-            elif isinstance(event, WriteChange):
-                self._plan_write(plan, event)
-            elif isinstance(event, ThreadDeletion):
-                self._plan_thread_deletion(plan, event.thread_id)
-            else:  # pragma: no cover - the applier filters control events out
-                raise ReplicatorError(
-                    ErrorKind.INTERNAL, f"sink {self.name!r} got a non-data event: {type(event).__name__}"
-                )
-        self._execute(plan)
-        for op, ref, value in plan.cache_ops:
-            if op == "put":
-                self.cache.put(ref, value)
-            elif op == "discard":
-                self.cache.discard(ref)
-            else:
-                self.cache.evict_thread(ref)
-
     def saver(self) -> BaseCheckpointSaver[str]:
         from langgraph_checkpoint_aws import DynamoDBSaver
 
@@ -631,17 +289,9 @@ class DynamoDBSink:
         while True:
             page = self._call(lambda: self._ddb.scan(**params), f"scanning table {self.table!r}")
             for item in page.get("Items", []):
-                pk = item["PK"]["S"]
-                if pk.startswith("CHECKPOINT_"):
-                    threads.add(pk[len("CHECKPOINT_") :])
-                    continue
-                # WRITES_{t}#{ns}#{cid}: strip the checkpoint id exactly, then the namespace (which
-                # never contains '#'), so a thread id may contain '#'.
-                cid = item.get("checkpoint_id", {}).get("S")
-                rest = pk[len("WRITES_") :]
-                if cid and rest.endswith("#" + cid):
-                    rest = rest[: -len(cid) - 1]
-                    threads.add(rest.rsplit("#", 1)[0])
+                thread = thread_of_item(item)
+                if thread is not None:
+                    threads.add(thread)
             if "LastEvaluatedKey" not in page:
                 break
             params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -656,328 +306,53 @@ class DynamoDBSink:
         if self._s3 is not None:
             self._s3.close()
 
-    # ------------------------------------------------------------------ planning
+    def blob_store(self) -> BlobStore:
+        return self
 
-    def _prefetch(self, plan: _Plan, events: Sequence[DataChange]) -> None:
-        """Read, before planning, all the batch needs from the target as it was before the batch:
-        referenced blobs (cache, then one BatchGetItem) and what deleted threads hold."""
-        touched: set[BlobRef] = set()
-        deleted: set[str] = set()
-        wanted: set[BlobRef] = set()
-        for event in events:
-            if isinstance(event, BlobChange):
-                k = event.key
-                touched.add((k.thread_id, k.checkpoint_ns, k.channel, k.version))
-            elif isinstance(event, ThreadDeletion):
-                deleted.add(event.thread_id)
-            elif isinstance(event, CheckpointChange) and event.op == Op.UPSERT and event.checkpoint:
-                t, ns = event.key.thread_id, event.key.checkpoint_ns
-                if t in deleted:
-                    continue
-                inline = event.checkpoint.get("channel_values")
-                if not isinstance(inline, dict):
-                    inline = {}
-                for channel, version in (event.checkpoint.get("channel_versions") or {}).items():
-                    if not _may_have_blob(inline, channel):
-                        continue
-                    ref = (t, ns, channel, _version_text(version))
-                    if ref in touched or ref in plan.prebatch:
-                        continue
-                    cached = self.cache.get(ref)
-                    if cached is not None:
-                        plan.prebatch[ref] = cached
-                    else:
-                        wanted.add(ref)
-        if deleted:
-            plan.existing = self._existing_items(sorted(deleted))
-        if wanted:
-            self.blob_lookups += len(wanted)
-            found = self._read_blobs(sorted(wanted))
-            for ref in wanted:
-                value = found.get(ref, ABSENT)
-                plan.prebatch[ref] = value
-                plan.cache_ops.append(("put", ref, value))
+    def get_many(self, refs: Sequence[BlobRef]) -> dict[BlobRef, Blob]:
+        return self._read_blobs(refs)
 
-    def _resolve_blob(self, plan: _Plan, ref: BlobRef) -> Blob | _Absent:
-        if ref in plan.blobs:
-            value = plan.blobs[ref]
-            return ABSENT if value is None else value
-        if ref[0] in plan.deleted_threads:
-            return ABSENT
-        return plan.prebatch.get(ref, ABSENT)
-
-    def _plan_checkpoint(self, plan: _Plan, event: CheckpointChange) -> None:
-        k = event.key
-        t, ns, cid = k.thread_id, k.checkpoint_ns, k.checkpoint_id
-        ref = (t, ns, cid)
-        meta_key = (checkpoint_pk(t), checkpoint_sk(ns, cid))
-        chunk_pk = checkpoint_chunk_pk(t, ns, cid)
-        s3_key = checkpoint_s3_key(t, ns, cid)
-        if event.op == Op.DELETE:
-            plan.delete(t, meta_key)
-            plan.delete(t, (chunk_pk, "CHUNK"))
-            if self.s3_bucket:
-                plan.s3_delete(t, self._s3_full(s3_key))
-            plan.checkpoints[ref] = None
-            return
-
-        reuse_checkpoint = "checkpoint" in event.unchanged
-        reuse_metadata = "metadata" in event.unchanged
-        stored: _PayloadParts | None = None
-        if reuse_checkpoint or reuse_metadata:
-            raw = self._stored_checkpoint_payload(plan, ref)
-            if raw is None:
-                self.missing_payloads += 1
-                _log.warning(
-                    "checkpoint update leaves fields unchanged but no stored checkpoint to take them "
-                    "from; skipped (expected only when replaying after the thread was deleted)",
-                    sink=self.name,
-                    thread_id=t,
-                    checkpoint_ns=ns,
-                    checkpoint_id=cid,
-                    unchanged=list(event.unchanged),
-                )
-                return
-            try:
-                stored = msgspec.msgpack.decode(raw, type=_PayloadParts)
-            except msgspec.DecodeError as exc:
-                raise ReplicatorError(
-                    ErrorKind.MALFORMED_EVENT,
-                    f"stored checkpoint payload of thread {t!r} ns {ns!r} checkpoint {cid} is not a "
-                    f"msgpack {{checkpoint, metadata}} map ({exc}); cannot keep its unchanged fields",
-                ) from None
-
-        checkpoint_part: Any
-        if stored is not None and reuse_checkpoint:
-            checkpoint_part = stored.checkpoint
-        else:
-            if event.checkpoint is None:
-                raise ReplicatorError(
-                    ErrorKind.MALFORMED_EVENT,
-                    f"checkpoint upsert of thread {t!r} ns {ns!r} checkpoint {cid} carries no checkpoint",
-                )
-            checkpoint_part = self._assemble(plan, event.checkpoint, t, ns, cid)
-        metadata_part: Any = (
-            stored.metadata if stored is not None and reuse_metadata else (event.metadata or {})
-        )
-        try:
-            payload = msgspec.msgpack.encode({"checkpoint": checkpoint_part, "metadata": metadata_part})
-        except (OverflowError, TypeError, msgspec.EncodeError) as exc:
-            raise ReplicatorError(
-                ErrorKind.MALFORMED_EVENT,
-                f"checkpoint of thread {t!r} ns {ns!r} checkpoint {cid} cannot be encoded as msgpack "
-                f"for DynamoDBSaver: {exc} (msgpack savers cannot hold integers outside 64 bits)",
-            ) from None
-
-        ref_loc, ref_key = self._plan_payload(
-            plan, t, chunk_pk, s3_key, payload, f"checkpoint {cid} of thread {t!r} ns {ns!r}", True
-        )
-        meta: Item = {
-            "PK": {"S": meta_key[0]},
-            "SK": {"S": meta_key[1]},
-            "id": {"S": cid},
-            "ns": {"S": ns},
-            "type": {"S": "msgpack"},
-            "ref_loc": {"S": ref_loc},
-            "ref_key": {"S": ref_key},
-        }
-        if event.parent_checkpoint_id:
-            meta["parent_checkpoint_id"] = {"S": event.parent_checkpoint_id}
-        plan.put(t, meta, _META)
-        plan.checkpoints[ref] = payload
-
-    def _assemble(self, plan: _Plan, skeleton: dict[str, Any], t: str, ns: str, cid: str) -> dict[str, Any]:
-        """The full checkpoint as PostgresSaver._load_checkpoint_tuple builds it, values undecoded."""
-        inline = skeleton.get("channel_values") or {}
-        values: dict[str, Any] = dict(inline)
-        updated = set(skeleton.get("updated_channels") or ())
-        missing: dict[str, str] = {}
-        for channel, version in (skeleton.get("channel_versions") or {}).items():
-            blob = self._resolve_blob(plan, (t, ns, channel, _version_text(version)))
-            if blob is ABSENT:
-                # PostgresSaver writes no blob for a primitive (inline) value nor for a channel
-                # without value (a consumed trigger, __start__ after step -1, ...), so an absent
-                # blob is normal and cannot be told from a lost one in general. A channel this
-                # very checkpoint updated but that has no value is suspicious (an UntrackedValue
-                # channel is the one legitimate case), so that is what gets counted.
-                if channel not in inline and channel in updated:
-                    missing[channel] = _version_text(version)
-                continue
-            type_, data = blob
-            if type_ == "empty":
-                continue
-            values[channel] = self._splice(type_, data, t, ns, cid, channel)
-        if missing:
-            self.missing_blobs += len(missing)
-            _log.warning(
-                "blobs referenced by a checkpoint not found; checkpoint written without them "
-                "(expected when a replay re-applies a checkpoint of a thread deleted later)",
-                sink=self.name,
-                thread_id=t,
-                checkpoint_ns=ns,
-                checkpoint_id=cid,
-                channels=missing,
-            )
-        return {**skeleton, "channel_values": values}
-
-    @staticmethod
-    def _splice(type_: str, data: bytes | None, t: str, ns: str, cid: str, channel: str) -> Any:
-        if type_ == "msgpack" and data:
-            return msgspec.Raw(data)
-        if type_ in ("bytes", "bytearray"):
-            # JsonPlusSerializer packs bytes and bytearray alike as msgpack bin (read back as bytes).
-            return data or b""
-        if type_ == "null":
+    def stored_checkpoint(self, ref: CheckpointRef) -> WholeCheckpoint | None:
+        t, ns, cid = ref
+        meta = self._get_item(checkpoint_pk(t), checkpoint_sk(ns, cid))
+        payload = self._read_payload(meta) if meta else None
+        if meta is None or payload is None:
             return None
-        raise ReplicatorError(
-            ErrorKind.MALFORMED_EVENT,
-            f"thread {t!r} ns {ns!r} checkpoint {cid} channel {channel!r}: blob of serde type "
-            f"{type_!r}{' without data' if type_ == 'msgpack' else ''} cannot be spliced into the "
-            "msgpack checkpoint DynamoDBSaver stores (only msgpack, bytes, bytearray and null can; "
-            "pickle, json and encrypted values would have to be decoded and re-encoded)",
-        )
+        return stored_checkpoint(payload, meta, f"thread {t!r} ns {ns!r} checkpoint {cid}")
 
-    def _plan_write(self, plan: _Plan, event: WriteChange) -> None:
-        k = event.key
-        t, ns, cid, task, idx = k.thread_id, k.checkpoint_ns, k.checkpoint_id, k.task_id, k.idx
-        ref = (t, ns, cid, task, idx)
-        meta_key = (writes_pk(t, ns, cid), writes_sk(task, idx))
-        chunk_pk = write_chunk_pk(t, ns, cid, task, idx)
-        s3_key = write_s3_key(t, ns, cid, task, idx)
-        if event.op == Op.DELETE:
-            plan.delete(t, meta_key)
-            plan.delete(t, (chunk_pk, "CHUNK"))
-            if self.s3_bucket:
-                plan.s3_delete(t, self._s3_full(s3_key))
-            plan.writes[ref] = None
-            return
+    def stored_write(self, ref: WriteRef) -> tuple[str, bytes] | None:
+        t, ns, cid, task, idx = ref
+        meta = self._get_item(writes_pk(t, ns, cid), writes_sk(task, idx))
+        if not meta:
+            return None
+        data = self._read_payload(meta)
+        return None if data is None else (meta["type"]["S"], data)
 
-        type_, data = event.type, event.data or b""
-        if "data" in event.unchanged:
-            stored = self._stored_write_payload(plan, ref)
-            if stored is None:
-                self.missing_payloads += 1
-                _log.warning(
-                    "write update leaves its value unchanged but no stored value to keep; skipped",
-                    sink=self.name,
-                    thread_id=t,
-                    checkpoint_ns=ns,
-                    checkpoint_id=cid,
-                    task_id=task,
-                    idx=idx,
+    def write(self, ops: DurableOps) -> None:
+        """Items for ``ops`` (what deleted threads held first, then each entity), then AWS."""
+        layout = self.table_layout
+        plan = ItemPlan()
+        if ops.deleted_threads:
+            layout.plan_existing(plan, self._existing_items(ops.deleted_threads).values())
+        checkpoints = ops.checkpoints
+        for cref, cvalue in checkpoints.items():
+            if cvalue is not None and not isinstance(cvalue, WholeCheckpoint):
+                raise ReplicatorError(
+                    ErrorKind.INTERNAL, f"sink {self.name!r} stores whole checkpoints, was given a split one"
                 )
-                return
-            if "type" in event.unchanged:
-                type_ = stored[0]
-            data = stored[1]
-        # Only special writes (idx < 0) are ever overwritten, so only they can move between S3 and
-        # DynamoDB and leave the other copy behind.
-        ref_loc, ref_key = self._plan_payload(
-            plan, t, chunk_pk, s3_key, data, f"write {task}/{idx} of thread {t!r} checkpoint {cid}", idx < 0
-        )
-        meta: Item = {
-            "PK": {"S": meta_key[0]},
-            "SK": {"S": meta_key[1]},
-            "task_id": {"S": task},
-            "channel": {"S": event.channel},
-            "idx": {"N": str(idx)},
-            "checkpoint_id": {"S": cid},
-            "type": {"S": type_},
-            "ref_loc": {"S": ref_loc},
-            "ref_key": {"S": ref_key},
-        }
-        if event.task_path:
-            meta["task_path"] = {"S": event.task_path}
-        plan.put(t, {"PK": {"S": writes_index_pk(t)}, "SK": {"S": _json_key(ns, cid)}}, _PAYLOAD)
-        plan.put(t, meta, _META)
-        plan.writes[ref] = (type_, data)
-
-    def _plan_blob(self, plan: _Plan, event: BlobChange) -> None:
-        k = event.key
-        t = k.thread_id
-        ref = (t, k.checkpoint_ns, k.channel, k.version)
-        key = (blob_pk(t), blob_sk(k.checkpoint_ns, k.channel, k.version))
-        s3_key = self._s3_full(blob_s3_key(ref))
-        if event.op == Op.DELETE:
-            plan.delete(t, key)
-            if self.s3_bucket:
-                plan.s3_delete(t, s3_key)
-            plan.blobs[ref] = None
-            self.cache.discard(ref)
-            plan.cache_ops.append(("discard", ref, None))
-            return
-        if "data" in event.unchanged:
-            return  # blobs are insert-only: an update that keeps the value changes nothing we hold
-        value: Blob = (event.type, event.data)
-        item: Item = {"PK": {"S": key[0]}, "SK": {"S": key[1]}, "type": {"S": event.type}}
-        if event.data is not None:
-            if self.s3_bucket and len(event.data) > S3_OFFLOAD_THRESHOLD:
-                plan.s3_put(t, s3_key, event.data)
-                item["s3_key"] = {"S": s3_key}
-            else:
-                item["data"] = {"B": event.data}
-                self._check_item_size(item, f"blob {k.channel!r}@{k.version} of thread {t!r}")
-        plan.put(t, item, _PAYLOAD)
-        plan.blobs[ref] = value
-        plan.cache_ops.append(("put", ref, value))
-
-    def _plan_thread_deletion(self, plan: _Plan, thread_id: str) -> None:
-        t = thread_id
-        if t not in plan.deleted_threads:
-            existing = plan.existing.get(t) or self._existing_items([t])[t]
-            for key in existing.items:
-                plan.delete(t, key)
-            for s3_key in existing.s3_keys:
-                plan.s3_delete(t, s3_key)
-            plan.deleted_threads.add(t)
-        # Whatever this batch wrote for the thread before the deletion goes as well.
-        for key in list(plan.thread_items.get(t, ())):
-            plan.delete(t, key)
-        for s3_key in list(plan.thread_s3.get(t, ())):
-            plan.s3_delete(t, s3_key)
-        for blob in [r for r in plan.blobs if r[0] == t]:
-            del plan.blobs[blob]
-        for checkpoint in [r for r in plan.checkpoints if r[0] == t]:
-            del plan.checkpoints[checkpoint]
-        for write in [r for r in plan.writes if r[0] == t]:
-            del plan.writes[write]
-        self.cache.evict_thread(t)
-        plan.cache_ops.append(("evict_thread", t, None))
-
-    def _plan_payload(
-        self, plan: _Plan, t: str, chunk_pk: str, s3_key: str, data: bytes, what: str, relocatable: bool
-    ) -> tuple[str, str]:
-        """Plan a payload where the saver would put it; returns ``(ref_loc, ref_key)``."""
-        if self.s3_bucket and len(data) > S3_OFFLOAD_THRESHOLD:
-            plan.s3_put(t, self._s3_full(s3_key), data)
-            plan.delete(t, (chunk_pk, "CHUNK"))
-            return "S3", s3_key
-        item: Item = {"PK": {"S": chunk_pk}, "SK": {"S": "CHUNK"}, "payload": {"B": data}}
-        self._check_item_size(item, what)
-        plan.put(t, item, _PAYLOAD)
-        if self.s3_bucket and relocatable:
-            plan.s3_delete(t, self._s3_full(s3_key))
-        return "DYNAMODB", chunk_pk
-
-    def _check_item_size(self, item: Item, what: str) -> None:
-        size = _item_size(item)
-        if size > _ITEM_LIMIT:
-            raise ReplicatorError(
-                ErrorKind.TARGET_SETUP,
-                f"{what} needs a DynamoDB item of {size} bytes, over the 400 KB item limit: configure "
-                f"an S3 bucket (s3_bucket) for target {self.name!r} so that payloads over 350 KiB are "
-                "offloaded, as DynamoDBSaver does with s3_offload_config",
-            )
-
-    def _s3_full(self, key: str) -> str:
-        return f"{self.s3_key_prefix}/{key}" if self.s3_key_prefix else key
+            layout.plan_checkpoint(plan, cref, cvalue)
+        for wref, wvalue in ops.writes.items():
+            layout.plan_write(plan, wref, wvalue)
+        for bref, bvalue in ops.blobs.items():
+            layout.plan_blob(plan, bref, bvalue)
+        self._execute(plan)
 
     # ------------------------------------------------------------------ reads
 
     def _read_blobs(self, refs: Sequence[BlobRef]) -> dict[BlobRef, Blob]:
         """Blob state for ``refs`` (absent ones left out): BatchGetItem, plus S3 for offloaded."""
         by_key = {(blob_pk(r[0]), blob_sk(r[1], r[2], r[3])): r for r in refs}
-        keys = [_key(pk, sk) for pk, sk in by_key]
+        keys = [key(pk, sk) for pk, sk in by_key]
         chunks = [keys[start : start + _BATCH_GET_KEYS] for start in range(0, len(keys), _BATCH_GET_KEYS)]
         items = [item for chunk in self._map(self._batch_get, chunks) for item in chunk]
         found: dict[BlobRef, Blob] = {}
@@ -1024,7 +399,7 @@ class DynamoDBSink:
 
     def _get_item(self, pk: str, sk: str) -> Item | None:
         response = self._call(
-            lambda: self._ddb.get_item(TableName=self.table, Key=_key(pk, sk), ConsistentRead=True),
+            lambda: self._ddb.get_item(TableName=self.table, Key=key(pk, sk), ConsistentRead=True),
             f"reading {pk!r} from table {self.table!r}",
         )
         item: Item | None = response.get("Item")
@@ -1060,7 +435,7 @@ class DynamoDBSink:
                     f"table {self.table!r} has a payload offloaded to S3 ({ref_key}) but target "
                     f"{self.name!r} has no s3_bucket configured",
                 )
-            data = self._s3_get(self._s3_full(ref_key))
+            data = self._s3_get(self.table_layout.s3_full(ref_key))
         else:
             chunk = self._get_item(ref_key, "CHUNK")
             data = bytes(chunk["payload"]["B"]) if chunk and "payload" in chunk else None
@@ -1068,34 +443,13 @@ class DynamoDBSink:
             data = gzip.decompress(data)
         return data
 
-    def _stored_checkpoint_payload(self, plan: _Plan, ref: CheckpointRef) -> bytes | None:
-        if ref in plan.checkpoints:
-            return plan.checkpoints[ref]
-        t, ns, cid = ref
-        if t in plan.deleted_threads:
-            return None
-        meta = self._get_item(checkpoint_pk(t), checkpoint_sk(ns, cid))
-        return self._read_payload(meta) if meta else None
-
-    def _stored_write_payload(self, plan: _Plan, ref: WriteRef) -> tuple[str, bytes] | None:
-        if ref in plan.writes:
-            return plan.writes[ref]
-        t, ns, cid, task, idx = ref
-        if t in plan.deleted_threads:
-            return None
-        meta = self._get_item(writes_pk(t, ns, cid), writes_sk(task, idx))
-        if not meta:
-            return None
-        data = self._read_payload(meta)
-        return None if data is None else (meta["type"]["S"], data)
-
-    def _existing_items(self, threads: Sequence[str]) -> dict[str, _Existing]:
+    def _existing_items(self, threads: Sequence[str]) -> dict[str, Existing]:
         """Every item and S3 object each thread has in the target, for ThreadDeletions.
 
         Two rounds of parallel queries: each thread's checkpoint, write-index and blob-state
         partitions, then the WRITES_ partition of every checkpoint found.
         """
-        found = {t: _Existing() for t in threads}
+        found = {t: Existing() for t in threads}
         checkpoints: set[tuple[str, str, str]] = set()
         partitions = [(t, kind) for t in threads for kind in ("checkpoints", "index", "blobs")]
 
@@ -1115,10 +469,9 @@ class DynamoDBSink:
                     checkpoints.add((t, ns, cid))
                     found[t].items.append((checkpoint_chunk_pk(t, ns, cid), "CHUNK"))
                     if self.s3_bucket:
-                        found[t].s3_keys.append(self._s3_full(checkpoint_s3_key(t, ns, cid)))
+                        found[t].s3_keys.append(self.table_layout.s3_full(checkpoint_s3_key(t, ns, cid)))
                 elif kind == "index":
-                    ns, cid = json.loads(item["SK"]["S"])
-                    checkpoints.add((t, ns, cid))
+                    checkpoints.add((t, *indexed_checkpoint(item["SK"]["S"])))
                 elif "s3_key" in item and self.s3_bucket:
                     found[t].s3_keys.append(item["s3_key"]["S"])
 
@@ -1132,7 +485,7 @@ class DynamoDBSink:
                 task, idx = item["task_id"]["S"], int(item["idx"]["N"])
                 found[t].items.append((write_chunk_pk(t, ns, cid, task, idx), "CHUNK"))
                 if self.s3_bucket:
-                    found[t].s3_keys.append(self._s3_full(write_s3_key(t, ns, cid, task, idx)))
+                    found[t].s3_keys.append(self.table_layout.s3_full(write_s3_key(t, ns, cid, task, idx)))
         return found
 
     def _s3_get(self, key: str) -> bytes | None:
@@ -1150,14 +503,14 @@ class DynamoDBSink:
 
     # ------------------------------------------------------------------ writes
 
-    def _execute(self, plan: _Plan) -> None:
-        puts: dict[int, list[dict[str, Any]]] = {_PAYLOAD: [], _META: []}
+    def _execute(self, plan: ItemPlan) -> None:
+        puts: dict[int, list[dict[str, Any]]] = {PAYLOAD: [], META: []}
         deletes: list[dict[str, Any]] = []
-        for key, item in plan.items.items():
+        for item_key, item in plan.items.items():
             if item is None:
-                deletes.append({"DeleteRequest": {"Key": _key(*key)}})
+                deletes.append({"DeleteRequest": {"Key": key(*item_key)}})
             else:
-                puts[plan.phase[key]].append({"PutRequest": {"Item": item}})
+                puts[plan.phase[item_key]].append({"PutRequest": {"Item": item}})
         s3_puts = [(k, body) for k, body in plan.s3.items() if body is not None]
         s3_deletes = [k for k, body in plan.s3.items() if body is None]
 
@@ -1165,9 +518,9 @@ class DynamoDBSink:
         # item is never visible before its payload. 3. deletes.
         self._run_all(
             [partial(self._s3_put, k, body) for k, body in s3_puts]
-            + [partial(self._write_chunk, c) for c in self._chunks(puts[_PAYLOAD])]
+            + [partial(self._write_chunk, c) for c in self._chunks(puts[PAYLOAD])]
         )
-        self._run_all([partial(self._write_chunk, c) for c in self._chunks(puts[_META])])
+        self._run_all([partial(self._write_chunk, c) for c in self._chunks(puts[META])])
         self._run_all(
             [partial(self._write_chunk, c) for c in self._chunks(deletes)]
             + [
@@ -1182,7 +535,7 @@ class DynamoDBSink:
         size = 0
         for request in requests:
             body = request.get("PutRequest", {}).get("Item") or request["DeleteRequest"]["Key"]
-            n = _item_size(body) + 64
+            n = item_size(body) + 64
             if chunk and (len(chunk) >= _BATCH_WRITE_ITEMS or size + n > _BATCH_WRITE_BYTES):
                 yield chunk
                 chunk, size = [], 0

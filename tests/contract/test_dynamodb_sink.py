@@ -556,6 +556,33 @@ def test_deletes(moto: Any, dynamo_table: str, s3_bucket: str) -> None:
     assert assert_thread_equal(recorder, saver, "bystander") > 0
 
 
+def test_thread_deleted_row_by_row_leaves_nothing(moto: Any, dynamo_table: str, s3_bucket: str) -> None:
+    """PostgresSaver.delete_thread reaches the WAL as one DELETE per row (checkpoints, blobs,
+    writes): applied, they leave no item of the thread in the table, replicator-owned ones
+    (blob store, write index) included, and no S3 object."""
+    recorder = Recorder()
+    run_graph(recorder, "rowwise")
+    run_graph(recorder, "bystander")
+    orphan_conf = saver_config("rowwise", "", "1f0000aa-0000-6000-8000-000000000000")
+    recorder.events += writes_events(orphan_conf, [("messages", "o" * (360 * KiB))], "orphan-task")
+    sink = make_sink(moto, dynamo_table, s3_bucket)
+    sink.apply(recorder.events)
+    assert any(i["PK"]["S"].startswith(WRITES_INDEX_PK_PREFIX + "rowwise") for i in scan(moto, dynamo_table))
+    bystander_before = [i for i in scan(moto, dynamo_table) if "bystander" in i["PK"]["S"]]
+
+    rows: dict[Any, DataChange] = {}
+    for e in recorder.events:
+        if isinstance(e, CheckpointChange | BlobChange | WriteChange) and e.key.thread_id == "rowwise":
+            rows[(type(e), e.key)] = type(e)(Op.DELETE, e.key, src())  # type: ignore[arg-type]
+    for batch in batches(list(rows.values()), 9):
+        sink.apply(batch)
+
+    assert [i["PK"]["S"] for i in scan(moto, dynamo_table) if "rowwise" in i["PK"]["S"]] == []
+    assert not [k for k in bucket_contents(moto, s3_bucket) if "rowwise" in k]
+    assert [i for i in scan(moto, dynamo_table) if "bystander" in i["PK"]["S"]] == bystander_before
+    assert sink.thread_ids() == ["bystander"]
+
+
 def test_thread_deleted_and_recreated_within_one_batch(moto: Any, dynamo_table: str) -> None:
     t = "phoenix"
     c1_conf, c1, new1 = hand_checkpoint(t, "", {"state": {"life": 1}})
@@ -700,7 +727,8 @@ def test_check_missing_bucket_and_unreachable_endpoint(moto: Any, dynamo_table: 
 
 
 def test_blob_cache_is_bounded_by_bytes() -> None:
-    from connectors.sinks.dynamodb import ABSENT, _BlobCache
+    from connectors.langgraph.blobs import BlobCache as _BlobCache
+    from connectors.langgraph.forms import ABSENT
 
     cache = _BlobCache(10_000)
     for i in range(20):
@@ -954,7 +982,7 @@ def test_demo_app_needs_fewer_blob_lookups(
     """The demo app's conversations, applied one source transaction per batch (an applier at low
     load) or all in one batch: inline channels cost no BatchGetItem keys (all of them would miss),
     and the target reads back the same whether they are looked up or not."""
-    from connectors.sinks import dynamodb
+    from connectors.langgraph import forms
     from replicator.demo_app import build_graph as build_demo_graph
     from replicator.demo_app import run_conversation
 
@@ -986,7 +1014,7 @@ def test_demo_app_needs_fewer_blob_lookups(
 
     after = replicate(dynamo_table)
     with monkeypatch.context() as m:
-        m.setattr(dynamodb, "_may_have_blob", lambda inline, channel: True)  # every channel, as before
+        m.setattr(forms, "may_have_blob", lambda inline, channel: True)  # every channel, as before
         create_dynamodb_table(moto.endpoint_url, f"{dynamo_table}-all")
         before = replicate(f"{dynamo_table}-all")
     # Measured (langgraph 1.2.24): 87 keys before, 36 after, in 30 requests either way per

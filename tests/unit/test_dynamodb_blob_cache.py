@@ -15,7 +15,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from connectors.sinks.dynamodb import ABSENT, Blob, BlobRef, DynamoDBSink, _Absent, _BlobCache
+from connectors.langgraph.blobs import BlobCache as _BlobCache
+from connectors.langgraph.forms import ABSENT, Blob, BlobRef, _Absent
+from connectors.sinks.dynamodb import DynamoDBSink
 
 Entry = tuple[BlobRef, Blob | _Absent]
 
