@@ -380,3 +380,36 @@ def test_demo_app_needs_fewer_blob_lookups(
     # Measured (langgraph 1.2.24): 87 keys before, 36 after, in 30 requests either way per
     # transaction: every checkpoint still asks for its consumed triggers, which have no value.
     assert after[0] * 2 < before[0] and after[1] <= before[1]
+
+
+# --------------------------------------------------------------------------- item size
+
+
+def test_item_size_limit_is_dynamodbs(dynalite: Any, moto: Any) -> None:
+    """The sink's item-size arithmetic matches DynamoDB's 400 KB (409,600 bytes, names included) as
+    dynalite implements it: an item of exactly the limit is written, one byte more is refused before
+    any request. (moto refuses items over 405,000 bytes, a guess in its source, so this runs on
+    dynalite.)"""
+    from connectors.sinks.dynamodb import write_chunk_pk
+
+    table = f"size-{uuid.uuid4().hex[:12]}"
+    create_dynamodb_table(dynalite.endpoint_url, table)
+    sink = DynamoDBSink("dynalite", table, REGION, endpoint_url=dynalite.endpoint_url)
+    conf = saver_config("sized", "", "c1")
+    # the CHUNK item: PK, SK and payload names and values (a bytes value is stored as it is)
+    overhead = len("PK" + write_chunk_pk("sized", "", "c1", "task", 0) + "SK" + "CHUNK" + "payload")
+
+    def write_of(payload_size: int) -> WriteChange:
+        [event] = writes_events(conf, [("bytes", b"x" * payload_size)], "task")
+        assert isinstance(event, WriteChange) and len(event.data or b"") == payload_size
+        return event
+
+    sink.apply([write_of(400 * KiB - overhead)])
+    items = scan_table(dynalite.endpoint_url, table)
+    assert [len(i["payload"]["B"]) for i in items if i["PK"]["S"].startswith("CHUNK_sized")] == [
+        400 * KiB - overhead
+    ]
+    with pytest.raises(ReplicatorError) as err:
+        sink.apply([write_of(400 * KiB - overhead + 1)])
+    assert err.value.kind is ErrorKind.TARGET_SETUP and "409601 bytes" in str(err.value)
+    sink.close()

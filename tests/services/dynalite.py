@@ -54,6 +54,10 @@ class EmbeddedDynalite(_ProcessService):
     def endpoint_url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
+    def start(self) -> None:
+        dynalite_bin()  # say what to install before making a temp dir or choosing a port
+        super().start()
+
     def _command(self) -> list[str]:
         return [
             str(dynalite_bin()),
