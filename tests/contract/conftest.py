@@ -11,6 +11,7 @@ import pytest
 pytest.register_assert_rewrite("tests.contract.suite", "tests.contract.recording")
 
 from replicator.embedded import EmbeddedMoto  # noqa: E402
+from tests.contract.suite import SinkTarget  # noqa: E402
 from tests.contract.targets import DynamoDBTarget  # noqa: E402
 from tests.services.dynalite import EmbeddedDynalite  # noqa: E402
 
@@ -36,7 +37,7 @@ def dynamodb_dynalite_target(moto: EmbeddedMoto, dynalite: EmbeddedDynalite) -> 
 
 
 @pytest.fixture(params=TARGETS)
-def sink_target(request: pytest.FixtureRequest) -> DynamoDBTarget:
+def sink_target(request: pytest.FixtureRequest) -> SinkTarget:
     """Each target in turn (its services start only when one of its tests runs)."""
-    target: DynamoDBTarget = request.getfixturevalue(request.param.replace("-", "_") + "_target")
+    target: SinkTarget = request.getfixturevalue(request.param.replace("-", "_") + "_target")
     return target

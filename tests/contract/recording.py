@@ -37,6 +37,7 @@ from replicator.events import (
     DataChange,
     Op,
     SourceMeta,
+    ThreadDeletion,
     WriteChange,
     WriteKey,
 )
@@ -119,24 +120,33 @@ def writes_events(
     return events
 
 
+Row = CheckpointChange | BlobChange | WriteChange
+
+
 def delete_thread_events(events: Sequence[DataChange], thread_id: str) -> list[DataChange]:
     """What PostgresSaver.delete_thread produces in the log: a DELETE of every row the thread still
     has, in its statement order (checkpoints, then blobs, then writes). ``events`` is the stream that
     made those rows; a row whose last event was a DELETE is gone already."""
-    live: dict[Any, DataChange] = {}
+    live: dict[Any, Row] = {}
     for event in events:
-        if (
-            isinstance(event, CheckpointChange | BlobChange | WriteChange)
-            and event.key.thread_id == thread_id
-        ):
+        if not isinstance(event, ThreadDeletion) and event.key.thread_id == thread_id:
             if event.op == Op.DELETE:
                 live.pop(event.key, None)
             else:
                 live[event.key] = event
-    deletes: list[DataChange] = []
-    for kind in (CheckpointChange, BlobChange, WriteChange):
-        deletes += [kind(Op.DELETE, e.key, src()) for e in live.values() if isinstance(e, kind)]  # type: ignore[arg-type]
-    return deletes
+    return [
+        *(
+            CheckpointChange(Op.DELETE, e.key, src())
+            for e in live.values()
+            if isinstance(e, CheckpointChange)
+        ),
+        *(BlobChange(Op.DELETE, e.key, src()) for e in live.values() if isinstance(e, BlobChange)),
+        *(WriteChange(Op.DELETE, e.key, src()) for e in live.values() if isinstance(e, WriteChange)),
+    ]
+
+
+def thread_of(event: DataChange) -> str:
+    return event.thread_id if isinstance(event, ThreadDeletion) else event.key.thread_id
 
 
 class Recorder(InMemorySaver):

@@ -51,6 +51,7 @@ from tests.contract.recording import (
     run_graph,
     saver_config,
     src,
+    thread_of,
     writes_events,
 )
 
@@ -443,7 +444,7 @@ def any_split_and_interleaving_stores_the_same(target: SinkTarget) -> None:
     threads = ["split-a", "split-b-ünï"]
     for t in threads:
         run_graph(recorder, t)
-    per_thread = [[e for e in recorder.events if e.key.thread_id == t] for t in threads]  # type: ignore[union-attr]
+    per_thread = [[e for e in recorder.events if thread_of(e) == t] for t in threads]
     rng = random.Random(10)
 
     reference = target.new_store()
