@@ -1,6 +1,7 @@
 """DynamoDB-specific behaviour of DynamoDBSink on a real moto server: the item layout DynamoDBSaver
 reads (key schema, where payloads and blob state go, S3 offload), setup checks, error
-classification, item size, the blob cache and how many blob lookups a batch costs.
+classification, item size, the blob cache and how many blob lookups a batch costs. Setup checks,
+error classification and the item size limit also run on dynalite, which validates like DynamoDB.
 
 What every sink must do (read back like the source, replay, deletes, splits) is in ``suite.py``
 and runs on moto and on dynalite through ``test_sinks.py``. Events come from ``recording.py``.
@@ -50,6 +51,20 @@ def make_sink(moto: Any, table: str, bucket: str | None = None, **kw: Any) -> Dy
 
 def ddb(moto: Any) -> Any:
     return boto3.client("dynamodb", endpoint_url=moto.endpoint_url, region_name=REGION)
+
+
+@pytest.fixture(params=["moto", "dynalite"])
+def dynamodb(request: pytest.FixtureRequest, moto: Any) -> Any:
+    """DynamoDB on moto, then on dynalite (written to match DynamoDB's validation and errors): what
+    the setup checks and the error classification see. ``moto`` sets the dummy credentials."""
+    return request.getfixturevalue(request.param)
+
+
+@pytest.fixture
+def dynamodb_table(dynamodb: Any) -> str:
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    create_dynamodb_table(dynamodb.endpoint_url, name)
+    return name
 
 
 def scan(moto: Any, table: str) -> list[dict[str, Any]]:
@@ -182,8 +197,8 @@ def test_oversized_item_without_bucket_names_the_fix(moto: Any, dynamo_table: st
     assert err.value.kind is ErrorKind.TARGET_SETUP and "s3_bucket" in str(err.value)
 
 
-def test_check_missing_table(moto: Any) -> None:
-    sink = make_sink(moto, f"missing-{uuid.uuid4().hex[:8]}")
+def test_check_missing_table(dynamodb: Any) -> None:
+    sink = make_sink(dynamodb, f"missing-{uuid.uuid4().hex[:8]}")
     with pytest.raises(ReplicatorError) as err:
         sink.check()
     assert err.value.kind is ErrorKind.TARGET_SETUP
@@ -191,16 +206,16 @@ def test_check_missing_table(moto: Any) -> None:
     assert "AttributeName=PK,KeyType=HASH" in str(err.value)
 
 
-def test_check_wrong_key_schema(moto: Any) -> None:
+def test_check_wrong_key_schema(dynamodb: Any) -> None:
     name = f"wrong-{uuid.uuid4().hex[:8]}"
-    ddb(moto).create_table(
+    ddb(dynamodb).create_table(
         TableName=name,
         AttributeDefinitions=[{"AttributeName": "thread_id", "AttributeType": "S"}],
         KeySchema=[{"AttributeName": "thread_id", "KeyType": "HASH"}],
         BillingMode="PAY_PER_REQUEST",
     )
     with pytest.raises(ReplicatorError) as err:
-        make_sink(moto, name).check()
+        make_sink(dynamodb, name).check()
     assert err.value.kind is ErrorKind.TARGET_SETUP
     assert name in str(err.value) and "thread_id" in str(err.value) and "create-table" in str(err.value)
 
@@ -254,7 +269,7 @@ class _Impatient(DynamoDBSink):
     backoff_max = 0.05
 
 
-def test_apply_errors_are_classified_and_bounded(moto: Any, dynamo_table: str) -> None:
+def test_apply_errors_are_classified_and_bounded(dynamodb: Any, dynamodb_table: str) -> None:
     import time
 
     from botocore.exceptions import ClientError
@@ -264,16 +279,16 @@ def test_apply_errors_are_classified_and_bounded(moto: Any, dynamo_table: str) -
     conf, ckpt, new = hand_checkpoint("err", "", {"a": [1]})
     events = put_events(conf, ckpt, {"step": 0}, new)
 
-    down = _Impatient("down", dynamo_table, REGION, endpoint_url="http://127.0.0.1:9")
+    down = _Impatient("down", dynamodb_table, REGION, endpoint_url="http://127.0.0.1:9")
     started = time.monotonic()
     with pytest.raises(ReplicatorError) as err:
         down.apply(events)
     assert err.value.kind is ErrorKind.TARGET_UNREACHABLE and err.value.retry.value == "timed"
     assert time.monotonic() - started < 30
 
-    ddb(moto).delete_table(TableName=dynamo_table)
+    ddb(dynamodb).delete_table(TableName=dynamodb_table)
     with pytest.raises(ReplicatorError) as err:
-        make_sink(moto, dynamo_table).apply(events)
+        make_sink(dynamodb, dynamodb_table).apply(events)
     assert err.value.kind is ErrorKind.TARGET_SETUP and "create-table" in str(err.value)
 
     def client_error(code: str, status: int) -> ClientError:
@@ -283,7 +298,7 @@ def test_apply_errors_are_classified_and_bounded(moto: Any, dynamo_table: str) -
         }
         return ClientError(response, "BatchWriteItem")
 
-    sink = make_sink(moto, dynamo_table)
+    sink = make_sink(dynamodb, dynamodb_table)
     for code, status, kind in [
         ("ProvisionedThroughputExceededException", 400, ErrorKind.TARGET_THROTTLED),
         ("ThrottlingException", 400, ErrorKind.TARGET_THROTTLED),
