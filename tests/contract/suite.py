@@ -17,7 +17,7 @@ import functools
 import random
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pytest
@@ -93,7 +93,7 @@ class Contract:
     id: str
     run: Callable[..., None]
     fixtures: tuple[str, ...] = ()
-    marks: tuple[Any, ...] = field(default=())
+    marks: tuple[Any, ...] = ()
 
 
 CONTRACTS: list[Contract] = []
