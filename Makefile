@@ -3,6 +3,9 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Test-only services from npm (dynalite), pinned by tests/services/package-lock.json.
+SERVICES := tests/services
+SERVICES_STAMP := $(SERVICES)/node_modules/.installed
 
 $(BIN)/replicator: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -10,8 +13,14 @@ $(BIN)/replicator: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(BIN)/replicator
 
-.PHONY: install demo test lint unit bench
+$(SERVICES_STAMP): $(SERVICES)/package.json $(SERVICES)/package-lock.json
+	npm ci --prefix $(SERVICES) --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(SERVICES_STAMP)
+
+.PHONY: install test-services demo test lint unit bench
 install: $(BIN)/replicator
+
+test-services: $(SERVICES_STAMP)
 
 demo: install
 	$(BIN)/replicator demo
@@ -21,7 +30,7 @@ lint: install
 	$(BIN)/ruff format --check replicator connectors tests bench
 	$(BIN)/mypy
 
-test: lint
+test: lint test-services
 	$(BIN)/python -m pytest -q
 
 unit: install

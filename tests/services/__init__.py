@@ -1,0 +1,1 @@
+"""Test machinery: real services the tests start on free ports (not part of the installed product)."""
