@@ -3,8 +3,8 @@ durable (invariant 2); a crash replays the batch, and the idempotent sink makes 
 invisible (invariant 3).
 
 Each target has its own consumer group, so targets advance independently. After each commit
-the applied position of every partition touched (the source LSN everything below which is
-applied) is saved, one state row per partition so that several appliers of one group can share
+the applied position of every partition touched (the source position everything below which
+is applied) is saved, one state row per partition so that several appliers of one group can share
 the work: ``replicator status`` reads them, and the publisher confirms the slot only up to what
 every target applied, so a broker that loses its log can be refilled from the slot.
 
@@ -51,7 +51,7 @@ _DEADLETTER_KEEP = 100
 @dataclass
 class PartitionPosition:
     offset: int = 0  # next offset to apply (committed)
-    lsn: int = 0  # every source change below this LSN is applied
+    position: int = 0  # every source change below this source position is applied
     commit_ts: float = 0.0  # commit time of the newest applied change
     applied_at: float = 0.0
     events: int = 0  # data events applied from this partition, ever
@@ -79,7 +79,7 @@ class _Poison:
     reason: str
 
 
-def applied_below(lsn: int, event: Control | DataChange) -> int:
+def applied_below(position: int, event: Control | DataChange) -> int:
     """The source position below which every change is applied, once ``event`` is.
 
     An event's own transaction may continue in the next batch, so a change proves only what lies
@@ -89,8 +89,10 @@ def applied_below(lsn: int, event: Control | DataChange) -> int:
     "caught up" taken mid-copy would be a lie.
     """
     if isinstance(event, Control):
-        return lsn if event.kind == ControlKind.SNAPSHOT_START else max(lsn, event.source.lsn)
-    return lsn if event.source.snapshot else max(lsn, event.source.lsn - 1)
+        if event.kind == ControlKind.SNAPSHOT_START:
+            return position
+        return max(position, event.source.position)
+    return position if event.source.snapshot else max(position, event.source.position - 1)
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -186,7 +188,7 @@ class Applier:
         for tp, records in batch.items():
             reassembler = self.reassemblers.setdefault(tp, Reassembler())
             position = self.stats.partitions.get(tp.partition, PartitionPosition())
-            lsn, commit_ts = position.lsn, position.commit_ts
+            below, commit_ts = position.position, position.commit_ts
             applied_here = 0
             for record in records:
                 thread = record.key.decode("utf-8", "replace") if record.key else None
@@ -197,7 +199,7 @@ class Applier:
                     continue
                 if event is None:
                     continue
-                lsn = applied_below(lsn, event)
+                below = applied_below(below, event)
                 if isinstance(event, Control):
                     continue
                 if event.source.commit_ts:
@@ -212,7 +214,7 @@ class Applier:
             offset = reassembler.safe_commit(records[-1].offset + 1)
             commits[tp] = OffsetAndMetadata(offset, "", -1)
             moved[tp.partition] = PartitionPosition(
-                offset, lsn, commit_ts, time.time(), position.events + applied_here
+                offset, below, commit_ts, time.time(), position.events + applied_here
             )
         if events:
             poison.extend(self._apply_isolating(events, origins))
@@ -387,7 +389,7 @@ class Applier:
             self.consumer.seek_to_beginning(tp)
             self.reassemblers.pop(tp, None)
             self.stats.partitions[tp.partition] = PartitionPosition(
-                0, position.lsn, position.commit_ts, time.time(), position.events
+                0, position.position, position.commit_ts, time.time(), position.events
             )
 
 

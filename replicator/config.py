@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Discriminator, Field, SecretStr, Tag, ValidationError, field_validator, model_validator

@@ -62,12 +62,16 @@ _STAGE: dict[StageState, frozenset[StageState]] = {
 def snapshot_transition(current: SnapshotState, new: SnapshotState) -> SnapshotState:
     """``new`` when the copy may move there from ``current``; otherwise an INTERNAL error."""
     if new not in _SNAPSHOT[current]:
-        raise ReplicatorError(ErrorKind.INTERNAL, f"initial copy cannot move from {current.value!r} to {new.value!r}")
+        raise ReplicatorError(
+            ErrorKind.INTERNAL, f"initial copy cannot move from {current.value!r} to {new.value!r}"
+        )
     return new
 
 
 def stage_transition(stage: str, current: StageState, new: StageState) -> StageState:
     """``new`` when stage ``stage`` may move there from ``current``; otherwise an INTERNAL error."""
     if new not in _STAGE[current]:
-        raise ReplicatorError(ErrorKind.INTERNAL, f"stage {stage} cannot move from {current.value!r} to {new.value!r}")
+        raise ReplicatorError(
+            ErrorKind.INTERNAL, f"stage {stage} cannot move from {current.value!r} to {new.value!r}"
+        )
     return new

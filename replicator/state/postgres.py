@@ -122,7 +122,9 @@ class PostgresStateStore:
                 with conn.transaction():
                     written = {
                         row[0]
-                        for row in conn.execute(_UPSERT, (names, [Jsonb(values[n]) for n in names])).fetchall()
+                        for row in conn.execute(
+                            _UPSERT, (names, [Jsonb(values[n]) for n in names])
+                        ).fetchall()
                     }
                     for name in names:
                         if name not in written:  # refused by the forward-only condition

@@ -56,7 +56,7 @@ _lsn = itertools.count(1)
 
 
 def src() -> SourceMeta:
-    return SourceMeta(lsn=next(_lsn))
+    return SourceMeta(position=next(_lsn))
 
 
 def jsonb(value: Any) -> Any:

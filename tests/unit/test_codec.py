@@ -20,7 +20,7 @@ from replicator.events import (
     WriteKey,
 )
 
-META = SourceMeta(lsn=42, commit_ts=1.5, xid=7, seq=3, table="checkpoint_blobs")
+META = SourceMeta(position=42, commit_ts=1.5, xid=7, seq=3, table="checkpoint_blobs")
 
 
 def blob(size: int, thread: str = "t-ü") -> BlobChange:
@@ -56,7 +56,7 @@ def blob(size: int, thread: str = "t-ü") -> BlobChange:
             task_path="~__pregel_pull, review",
         ),
         ThreadDeletion(thread_id="t", source=META),
-        Control(kind=ControlKind.HEARTBEAT, source=SourceMeta(lsn=99)),
+        Control(kind=ControlKind.HEARTBEAT, source=SourceMeta(position=99)),
     ],
 )
 def test_round_trip(event: object) -> None:

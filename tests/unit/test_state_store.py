@@ -42,7 +42,7 @@ def contract(open_store: Callable[[], StateStore]) -> None:
     assert store.get("publisher") == {"position": 12, "produced": {}}
 
     # A batch with one document moving back writes none of them.
-    with pytest.raises(ReplicatorError, match="'applier:t:1'.*from 4 to 2"):
+    with pytest.raises(ReplicatorError, match=r"'applier:t:1'.*from 4 to 2"):
         store.put_many({"applier:t:0": {"position": 9, "offset": 9}, "applier:t:1": {"position": 2}})
     assert store.get("applier:t:0") == {"position": 3, "offset": 0}
 
