@@ -46,8 +46,9 @@ _SNAPSHOT: dict[SnapshotState, frozenset[SnapshotState]] = {
     SnapshotState.NOT_STARTED: frozenset({SnapshotState.RUNNING}),
     # RUNNING -> RUNNING: a chunk confirmed, or the copy started over after the broker lost it.
     SnapshotState.RUNNING: frozenset({SnapshotState.RUNNING, SnapshotState.DONE}),
+    # DONE -> DONE: the last chunk and the end of the copy are both confirmed as done.
     # DONE -> RUNNING: the broker lost the copy before any target applied it (see publisher).
-    SnapshotState.DONE: frozenset({SnapshotState.RUNNING}),
+    SnapshotState.DONE: frozenset({SnapshotState.DONE, SnapshotState.RUNNING}),
 }
 
 _STAGE: dict[StageState, frozenset[StageState]] = {

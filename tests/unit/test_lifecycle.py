@@ -24,6 +24,7 @@ def test_snapshot_states_read_the_strings_earlier_versions_wrote() -> None:
         (SnapshotState.NOT_STARTED, SnapshotState.RUNNING),
         (SnapshotState.RUNNING, SnapshotState.RUNNING),
         (SnapshotState.RUNNING, SnapshotState.DONE),
+        (SnapshotState.DONE, SnapshotState.DONE),  # the last chunk, then the end of the copy
         (SnapshotState.DONE, SnapshotState.RUNNING),  # the broker lost the copy: start over
     ],
 )
@@ -35,7 +36,7 @@ def test_snapshot_moves_allowed(current: SnapshotState, new: SnapshotState) -> N
     ("current", "new"),
     [
         (SnapshotState.NOT_STARTED, SnapshotState.DONE),
-        (SnapshotState.DONE, SnapshotState.DONE),
+        (SnapshotState.DONE, SnapshotState.NOT_STARTED),
         (SnapshotState.RUNNING, SnapshotState.NOT_STARTED),
     ],
 )
