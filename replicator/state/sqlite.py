@@ -1,7 +1,9 @@
 """The state store in a SQLite file: for a source that is not Postgres, or a copy without Kafka.
 
-One process owns the file; writes run in ``BEGIN IMMEDIATE`` transactions, so the forward-only
-check and the write are one step. ``synchronous=FULL``: a confirmed position survives a power
+One daemon writes the file (``status`` may read it meanwhile: WAL mode); writes run in ``BEGIN
+IMMEDIATE`` transactions, so the forward-only check and the write are one step. Opened with
+``create=False`` (status, reset), a file that does not exist yet reads as empty and is not
+created. ``synchronous=FULL``: a confirmed position survives a power
 loss.
 """
 
@@ -25,15 +27,16 @@ class SqliteStateStore:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
 
-    def _connection(self) -> sqlite3.Connection:
+    def _connection(self, *, write: bool = False) -> sqlite3.Connection | None:
+        """The open file; None when reading with ``create=False`` and nothing was written yet."""
         if self._conn is None:
-            if not self._create and not Path(self._path).exists():
-                raise ReplicatorError(ErrorKind.CONFIG, f"state store {self._path}: no such file")
+            if not (write or self._create) and not Path(self._path).exists():
+                return None
             try:
                 conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA busy_timeout=10000")
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
-                conn.execute("PRAGMA busy_timeout=10000")
                 conn.execute(
                     "CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL, "
                     "updated_at REAL NOT NULL)"
@@ -51,10 +54,14 @@ class SqliteStateStore:
             self._conn = conn
         return self._conn
 
-    def get(self, name: str) -> dict[str, Any] | None:
+    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         with self._lock:
-            row = self._connection().execute("SELECT value FROM state WHERE name = ?", (name,)).fetchone()
-        return json.loads(row[0]) if row else None
+            conn = self._connection()
+            return conn.execute(sql, params).fetchall() if conn is not None else []
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        rows = self._execute("SELECT value FROM state WHERE name = ?", (name,))
+        return json.loads(rows[0][0]) if rows else None
 
     def put(self, name: str, value: dict[str, Any]) -> None:
         self.put_many({name: value})
@@ -63,7 +70,8 @@ class SqliteStateStore:
         if not values:
             return
         with self._lock:
-            conn = self._connection()
+            conn = self._connection(write=True)
+            assert conn is not None
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for name, value in values.items():
@@ -81,17 +89,13 @@ class SqliteStateStore:
             conn.execute("COMMIT")
 
     def delete(self, name: str) -> None:
-        with self._lock:
-            self._connection().execute("DELETE FROM state WHERE name = ?", (name,))
+        self._execute("DELETE FROM state WHERE name = ?", (name,))
 
     def clear(self) -> None:
-        with self._lock:
-            self._connection().execute("DELETE FROM state")
+        self._execute("DELETE FROM state")
 
     def all(self) -> dict[str, dict[str, Any]]:
-        with self._lock:
-            rows = self._connection().execute("SELECT name, value FROM state").fetchall()
-        return {name: json.loads(value) for name, value in rows}
+        return {name: json.loads(value) for name, value in self._execute("SELECT name, value FROM state")}
 
     def close(self) -> None:
         with self._lock:

@@ -113,3 +113,13 @@ def test_postgres_store_migrates_version_1_and_refuses_a_newer_layout(pg_dsn: st
         with pytest.raises(ReplicatorError, match="newer than this replicator") as raised:
             PostgresStateStore(pg_dsn, create=create).get("publisher")
         assert raised.value.kind is ErrorKind.CONFIG
+
+
+def test_sqlite_store_read_only_does_not_create_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "absent.db"
+    store = SqliteStateStore(path, create=False)
+    assert store.get("publisher") is None and store.all() == {}
+    store.clear()
+    assert not path.exists()
+    store.put("publisher", {"position": 1})  # a write creates it
+    assert SqliteStateStore(path, create=False).get("publisher") == {"position": 1}
