@@ -112,6 +112,8 @@ class _Rebalance(ConsumerRebalanceListener):
         # rebalance); pieces of a split event held in memory belong to the previous assignment.
         for tp in assigned:
             self.applier.reassemblers.pop(tp, None)
+        if assigned:
+            self.applier.refresh_positions([tp.partition for tp in assigned])
 
 
 class Applier:
@@ -141,9 +143,27 @@ class Applier:
         self.dead_letters: list[dict[str, Any]] = list(dead.get("recent") or [])
         self.stats.dead_letters = int(dead.get("count", 0))
         for partition, saved in applier_positions(state, sink.name).items():
-            known = {k: v for k, v in saved.items() if k in PartitionPosition.__dataclass_fields__}
-            self.stats.partitions[partition] = PartitionPosition(**known)
+            self.stats.partitions[partition] = _position(saved)
         self._last_log_check = 0.0
+
+    def refresh_positions(self, partitions: list[int]) -> None:
+        """Take over what another applier of the group saved for partitions now assigned here.
+
+        Positions only move forward in the store: a position remembered from before that
+        applier moved the partition on would be refused there.
+        """
+        try:
+            saved = applier_positions(self.state, self.sink.name)
+        except ReplicatorError as exc:
+            log.warning("applied positions not refreshed after a rebalance", error=str(exc))
+            return
+        for partition in partitions:
+            if partition not in saved:
+                continue
+            stored = _position(saved[partition])
+            current = self.stats.partitions.get(partition)
+            if current is None or stored.position >= current.position:
+                self.stats.partitions[partition] = stored
 
     @property
     def dlq_topic(self) -> str:
@@ -391,6 +411,12 @@ class Applier:
             self.stats.partitions[tp.partition] = PartitionPosition(
                 0, position.position, position.commit_ts, time.time(), position.events
             )
+
+
+def _position(saved: dict[str, Any]) -> PartitionPosition:
+    return PartitionPosition(
+        **{k: v for k, v in saved.items() if k in PartitionPosition.__dataclass_fields__}
+    )
 
 
 def _encode_event(event: DataChange) -> bytes:

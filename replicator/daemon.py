@@ -174,24 +174,24 @@ class Daemon:
             try:
                 if source is None:  # its own, read-only view: the publisher's source is busy streaming
                     source = make_source(self.config.source, self._state())
-                head, slot = source_view(source)
+                head, details = source_view(source)
                 publisher = self._stage("publisher")
                 live = Live(stages=self._stage_view())
                 if publisher is not None:
                     live.produced = dict(publisher.stats.produced)
                     live.control_offsets = {p: list(o) for p, o in publisher.stats.control_offsets.items()}
-                report = collect(self.config, self._state(), head, slot, live)
+                report = collect(self.config, self._state(), head, details, live)
                 # The daemon's own writes (positions) keep moving the WAL head, so "caught up"
                 # is judged against the head of the previous round, a second ago.
                 self.report = recheck_caught_up(report, self._previous_head or head, exact_backlog=True)
                 self._previous_head = head
                 self.report_error = None
                 self.report_at = time.monotonic()
-                if slot.get("retained_over_threshold"):
+                if details.get("retained_over_threshold"):
                     log.warning(
                         "the source retains more of its log than configured (see source settings)",
                         source=self.config.source.kind,
-                        retained_bytes=slot.get("retained_bytes"),
+                        retained_bytes=details.get("retained_bytes"),
                     )
             except Exception as exc:
                 message = str(exc) if isinstance(exc, ReplicatorError) else f"{type(exc).__name__}: {exc}"
