@@ -63,12 +63,8 @@ def _progress(source: dict[str, Any], now: float) -> dict[str, Any]:
     """Rate and ETA of a running initial copy, from its persisted progress."""
     rows, total = int(source.get("rows", 0)), int(source.get("total", 0))
     started, updated = float(source.get("started_at") or 0), float(source.get("updated_at") or 0)
-    if (
-        SnapshotState.parse(source.get("snapshot")) is not SnapshotState.RUNNING
-        or not started
-        or updated <= started
-        or not rows
-    ):
+    running = SnapshotState.parse(source.get("snapshot")) is SnapshotState.RUNNING
+    if not running or not started or updated <= started or not rows:
         return {"rows_per_second": None, "eta_seconds": None}
     rate = rows / (updated - started)
     return {"rows_per_second": round(rate, 1), "eta_seconds": round(max(0, total - rows) / rate, 1)}
