@@ -3,14 +3,19 @@
 A source yields change events and tells the pipeline where it may confirm; a sink applies a
 batch of events and returns only once they are durable. Neither knows about Kafka, and the
 pipeline knows none of their row layouts.
+
+A source position is an opaque, ordered integer (a Postgres LSN, a changelog sequence): the
+pipeline compares and stores positions but only the source reads meaning into them, formats
+them for people, reports its own head and health, and resets itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from replicator.events import ChangeEvent, Committed, DataChange
+from replicator.lifecycle import SnapshotState
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -49,7 +54,31 @@ class Source(SaverView, Protocol):
         ...
 
     def head(self) -> int:
-        """The source's current log position (what it has committed so far)."""
+        """The source's current position: what it has durably committed so far."""
+        ...
+
+    def format_position(self, position: int) -> str:
+        """A position as people read it in logs and status (Postgres: ``0/1A2B3C``)."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """The source's own health for ``status`` (Postgres: its slot), JSON-compatible.
+
+        ``retained_over_threshold`` (when true) says the source keeps more of its log for the
+        replicator than configured; ``lag_bytes`` is the distance from head to confirmed.
+        """
+        ...
+
+    def reset(self) -> list[str]:
+        """Drop what the source keeps for the replicator (a slot); what was dropped, for people."""
+        ...
+
+    def snapshot_state(self) -> SnapshotState:
+        """Where the initial copy stands, as the source persisted it."""
+        ...
+
+    def restart_snapshot(self) -> None:
+        """Make the next run copy everything again (the broker lost the copy in flight)."""
         ...
 
     def close(self) -> None: ...

@@ -1,36 +1,69 @@
-"""Builds the configured source and sinks; the only place that maps a ``kind`` to a class."""
+"""The only place that maps a ``kind`` to a connector class.
+
+A new source or target adds its config model to the unions in ``replicator.config`` and one
+entry here. Classes are imported when first built, so loading a config never imports a
+driver it does not use.
+"""
 
 from __future__ import annotations
 
-from connectors.base import Sink, Source
-from replicator.config import Config, PostgresSourceConfig, TargetConfig
+from collections.abc import Callable
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from replicator.errors import ErrorKind, ReplicatorError
-from replicator.state import StateStore
+
+if TYPE_CHECKING:
+    from connectors.base import Sink, Source
+    from connectors.sinks.dynamodb_config import DynamoDBTargetConfig
+    from replicator.config import SourceConfig, TargetConfig
+    from replicator.state import StateStore
+
+SOURCES: dict[str, str] = {"postgres": "connectors.sources.postgres.source:PostgresSource"}
 
 
-def make_source(config: PostgresSourceConfig, state: StateStore) -> Source:
-    if config.kind == "postgres":
-        from connectors.sources.postgres.source import PostgresSource
+def _dynamodb(config: DynamoDBTargetConfig) -> Sink:
+    from connectors.sinks.dynamodb import DynamoDBSink
 
-        return PostgresSource(config, state)
-    raise ReplicatorError(ErrorKind.CONFIG, f"source.kind {config.kind!r} is not supported")
+    return DynamoDBSink(
+        name=config.name,
+        table=config.table,
+        region=config.region,
+        endpoint_url=config.endpoint_url,
+        s3_bucket=config.s3_bucket,
+        s3_key_prefix=config.s3_key_prefix,
+        s3_endpoint_url=config.s3_endpoint_url or config.endpoint_url,
+    )
+
+
+SINKS: dict[str, Callable[[Any], Sink]] = {"dynamodb": _dynamodb}
+
+
+def source_class(kind: str) -> Any:
+    """The class of a source kind (its static ``format_position`` needs no connection)."""
+    if kind not in SOURCES:
+        raise ReplicatorError(
+            ErrorKind.CONFIG, f"source.kind {kind!r} is not supported; one of: {', '.join(SOURCES)}"
+        )
+    module, name = SOURCES[kind].split(":")
+    return getattr(import_module(module), name)
+
+
+def make_source(config: SourceConfig, state: StateStore) -> Source:
+    source: Source = source_class(config.kind)(config, state)
+    return source
+
+
+def position_format(config: SourceConfig) -> Callable[[int], str]:
+    """How the configured source writes its positions for people, without connecting to it."""
+    formatter: Callable[[int], str] = source_class(config.kind).format_position
+    return formatter
 
 
 def make_sink(config: TargetConfig) -> Sink:
-    if config.kind == "dynamodb":
-        from connectors.sinks.dynamodb import DynamoDBSink
-
-        return DynamoDBSink(
-            name=config.name,
-            table=config.table,
-            region=config.region,
-            endpoint_url=config.endpoint_url,
-            s3_bucket=config.s3_bucket,
-            s3_key_prefix=config.s3_key_prefix,
-            s3_endpoint_url=config.s3_endpoint_url or config.endpoint_url,
+    build = SINKS.get(config.kind)
+    if build is None:
+        raise ReplicatorError(
+            ErrorKind.CONFIG, f"targets[{config.name}].kind {config.kind!r} is not supported"
         )
-    raise ReplicatorError(ErrorKind.CONFIG, f"targets[{config.name}].kind {config.kind!r} is not supported")
-
-
-def state_dsn(config: Config) -> str:
-    return config.source.dsn.get_secret_value()
+    return build(config)

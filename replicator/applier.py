@@ -3,8 +3,8 @@ durable (invariant 2); a crash replays the batch, and the idempotent sink makes 
 invisible (invariant 3).
 
 Each target has its own consumer group, so targets advance independently. After each commit
-the applied position of every partition touched (the source LSN everything below which is
-applied) is saved, one state row per partition so that several appliers of one group can share
+the applied position of every partition touched (the source position everything below which
+is applied) is saved, one state row per partition so that several appliers of one group can share
 the work: ``replicator status`` reads them, and the publisher confirms the slot only up to what
 every target applied, so a broker that loses its log can be refilled from the slot.
 
@@ -51,7 +51,7 @@ _DEADLETTER_KEEP = 100
 @dataclass
 class PartitionPosition:
     offset: int = 0  # next offset to apply (committed)
-    lsn: int = 0  # every source change below this LSN is applied
+    position: int = 0  # every source change below this source position is applied
     commit_ts: float = 0.0  # commit time of the newest applied change
     applied_at: float = 0.0
     events: int = 0  # data events applied from this partition, ever
@@ -79,7 +79,7 @@ class _Poison:
     reason: str
 
 
-def applied_below(lsn: int, event: Control | DataChange) -> int:
+def applied_below(position: int, event: Control | DataChange) -> int:
     """The source position below which every change is applied, once ``event`` is.
 
     An event's own transaction may continue in the next batch, so a change proves only what lies
@@ -89,8 +89,10 @@ def applied_below(lsn: int, event: Control | DataChange) -> int:
     "caught up" taken mid-copy would be a lie.
     """
     if isinstance(event, Control):
-        return lsn if event.kind == ControlKind.SNAPSHOT_START else max(lsn, event.source.lsn)
-    return lsn if event.source.snapshot else max(lsn, event.source.lsn - 1)
+        if event.kind == ControlKind.SNAPSHOT_START:
+            return position
+        return max(position, event.source.position)
+    return position if event.source.snapshot else max(position, event.source.position - 1)
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -110,6 +112,8 @@ class _Rebalance(ConsumerRebalanceListener):
         # rebalance); pieces of a split event held in memory belong to the previous assignment.
         for tp in assigned:
             self.applier.reassemblers.pop(tp, None)
+        if assigned:
+            self.applier.refresh_positions([tp.partition for tp in assigned])
 
 
 class Applier:
@@ -139,9 +143,27 @@ class Applier:
         self.dead_letters: list[dict[str, Any]] = list(dead.get("recent") or [])
         self.stats.dead_letters = int(dead.get("count", 0))
         for partition, saved in applier_positions(state, sink.name).items():
-            known = {k: v for k, v in saved.items() if k in PartitionPosition.__dataclass_fields__}
-            self.stats.partitions[partition] = PartitionPosition(**known)
+            self.stats.partitions[partition] = _position(saved)
         self._last_log_check = 0.0
+
+    def refresh_positions(self, partitions: list[int]) -> None:
+        """Take over what another applier of the group saved for partitions now assigned here.
+
+        Positions only move forward in the store: a position remembered from before that
+        applier moved the partition on would be refused there.
+        """
+        try:
+            saved = applier_positions(self.state, self.sink.name)
+        except ReplicatorError as exc:
+            log.warning("applied positions not refreshed after a rebalance", error=str(exc))
+            return
+        for partition in partitions:
+            if partition not in saved:
+                continue
+            stored = _position(saved[partition])
+            current = self.stats.partitions.get(partition)
+            if current is None or stored.position >= current.position:
+                self.stats.partitions[partition] = stored
 
     @property
     def dlq_topic(self) -> str:
@@ -186,7 +208,7 @@ class Applier:
         for tp, records in batch.items():
             reassembler = self.reassemblers.setdefault(tp, Reassembler())
             position = self.stats.partitions.get(tp.partition, PartitionPosition())
-            lsn, commit_ts = position.lsn, position.commit_ts
+            below, commit_ts = position.position, position.commit_ts
             applied_here = 0
             for record in records:
                 thread = record.key.decode("utf-8", "replace") if record.key else None
@@ -197,7 +219,7 @@ class Applier:
                     continue
                 if event is None:
                     continue
-                lsn = applied_below(lsn, event)
+                below = applied_below(below, event)
                 if isinstance(event, Control):
                     continue
                 if event.source.commit_ts:
@@ -212,7 +234,7 @@ class Applier:
             offset = reassembler.safe_commit(records[-1].offset + 1)
             commits[tp] = OffsetAndMetadata(offset, "", -1)
             moved[tp.partition] = PartitionPosition(
-                offset, lsn, commit_ts, time.time(), position.events + applied_here
+                offset, below, commit_ts, time.time(), position.events + applied_here
             )
         if events:
             poison.extend(self._apply_isolating(events, origins))
@@ -387,8 +409,14 @@ class Applier:
             self.consumer.seek_to_beginning(tp)
             self.reassemblers.pop(tp, None)
             self.stats.partitions[tp.partition] = PartitionPosition(
-                0, position.lsn, position.commit_ts, time.time(), position.events
+                0, position.position, position.commit_ts, time.time(), position.events
             )
+
+
+def _position(saved: dict[str, Any]) -> PartitionPosition:
+    return PartitionPosition(
+        **{k: v for k, v in saved.items() if k in PartitionPosition.__dataclass_fields__}
+    )
 
 
 def _encode_event(event: DataChange) -> bytes:

@@ -9,39 +9,55 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import Discriminator, Field, SecretStr, Tag, ValidationError, field_validator, model_validator
 
+from connectors.config import StrictModel
+from connectors.sinks.dynamodb_config import DynamoDBTargetConfig
+from connectors.sources.postgres.config import PostgresSourceConfig
 from replicator.errors import ErrorKind, ReplicatorError
 
+__all__ = [
+    "Config",
+    "DynamoDBTargetConfig",
+    "KafkaConfig",
+    "PostgresSourceConfig",
+    "PostgresStateConfig",
+    "SourceConfig",
+    "SqliteStateConfig",
+    "StateConfig",
+    "TargetConfig",
+    "load_config",
+    "parse_config",
+]
+
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Strict = StrictModel
 
 
-class PostgresSourceConfig(_Strict):
-    kind: Literal["postgres"] = "postgres"
-    dsn: SecretStr
-    schema_name: str = Field("public", alias="schema")
-    slot: str = "langgraph_replicator"
-    publication: str = "langgraph_replicator"
-    snapshot_chunk_rows: int = Field(2000, ge=1, le=1_000_000)
-    heartbeat_interval_s: float = Field(1.0, gt=0, le=300)
-    # Confirm to the slot at most this often; also bounds how long acks are awaited.
-    flush_interval_s: float = Field(0.05, gt=0, le=60)
-    max_slot_lag_bytes: int = Field(1 << 30, ge=0)
+def _kind_of(default: str) -> Callable[[Any], str | None]:
+    """The ``kind`` of a section, ``default`` when the section does not say."""
 
-    @field_validator("slot", "publication")
-    @classmethod
-    def _identifier(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
-            raise ValueError("must be a lower-case Postgres identifier (a-z, 0-9, _; at most 63)")
-        return value
+    def kind(value: Any) -> str | None:
+        if isinstance(value, dict):
+            return str(value.get("kind", default))
+        return getattr(value, "kind", None)
+
+    return kind
+
+
+# One member per connector kind; a new connector adds its model here and its class in
+# connectors/registry.py.
+SourceConfig = Annotated[
+    Union[Annotated[PostgresSourceConfig, Tag("postgres")]],  # noqa: UP007
+    Discriminator(_kind_of("postgres")),
+]
+SOURCE_KINDS = ("postgres",)
 
 
 class KafkaConfig(_Strict):
@@ -85,26 +101,39 @@ class KafkaConfig(_Strict):
         return options
 
 
-class DynamoDBTargetConfig(_Strict):
-    name: str
-    kind: Literal["dynamodb"] = "dynamodb"
-    table: str
-    region: str = "us-east-1"
-    endpoint_url: str | None = None
-    s3_bucket: str | None = None
-    s3_key_prefix: str | None = None
-    s3_endpoint_url: str | None = None
-    batch_events: int = Field(2000, ge=1, le=100_000)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not _NAME.fullmatch(value):
-            raise ValueError("must be 1-64 characters of letters, digits, '_', '.' or '-'")
-        return value
+TargetConfig = Annotated[
+    Union[Annotated[DynamoDBTargetConfig, Tag("dynamodb")]],  # noqa: UP007
+    Discriminator(_kind_of("dynamodb")),
+]
+TARGET_KINDS = ("dynamodb",)
 
 
-TargetConfig = DynamoDBTargetConfig
+class PostgresStateConfig(_Strict):
+    """Positions in a schema of a Postgres database; by default the source's own database."""
+
+    kind: Literal["postgres"] = "postgres"
+    dsn: SecretStr | None = None
+
+
+class SqliteStateConfig(_Strict):
+    """Positions in a SQLite file: for sources that are not Postgres, or a copy without Kafka."""
+
+    kind: Literal["sqlite"]
+    path: str = Field(min_length=1)
+
+
+StateConfig = Annotated[
+    Union[Annotated[PostgresStateConfig, Tag("postgres")], Annotated[SqliteStateConfig, Tag("sqlite")]],  # noqa: UP007
+    Discriminator(_kind_of("postgres")),
+]
+STATE_KINDS = ("postgres", "sqlite")
+
+# Where a union sits in the config, and the word its errors use.
+_UNIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "source": ("source", SOURCE_KINDS),
+    "targets": ("target", TARGET_KINDS),
+    "state": ("state store", STATE_KINDS),
+}
 
 
 class HttpConfig(_Strict):
@@ -117,11 +146,32 @@ class LogConfig(_Strict):
 
 
 class Config(_Strict):
-    source: PostgresSourceConfig
+    source: SourceConfig
     kafka: KafkaConfig
     targets: list[TargetConfig] = Field(min_length=1)
+    # None: the default home of the positions, the source database when the source is Postgres.
+    state: StateConfig | None = None
     http: HttpConfig = HttpConfig()
     log: LogConfig = LogConfig()
+
+    @model_validator(mode="after")
+    def _state_has_a_home(self) -> Config:
+        state = self.state
+        needs_dsn = state is None or (isinstance(state, PostgresStateConfig) and state.dsn is None)
+        if needs_dsn and not isinstance(self.source, PostgresSourceConfig):
+            raise ValueError(
+                "state: the source is not Postgres, so the positions need their own home: "
+                'set [state] kind = "postgres" with a dsn, or kind = "sqlite" with a path'
+            )
+        return self
+
+    def state_store(self) -> PostgresStateConfig | SqliteStateConfig:
+        """The state store setting with its defaults filled in (the source's dsn for Postgres)."""
+        state = self.state or PostgresStateConfig()
+        if isinstance(state, PostgresStateConfig) and state.dsn is None:
+            assert isinstance(self.source, PostgresSourceConfig)  # checked in _state_has_a_home
+            return state.model_copy(update={"dsn": self.source.dsn})
+        return state
 
     @field_validator("targets")
     @classmethod
@@ -160,12 +210,27 @@ def _expand(value: Any, path: str, env: dict[str, str]) -> Any:
     return value
 
 
+def _location(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """The key path as the user wrote it: without the union member pydantic inserts (its kind)."""
+    if loc and loc[0] in _UNIONS:
+        at = 2 if loc[0] == "targets" else 1
+        if len(loc) > at and loc[at] in _UNIONS[str(loc[0])][1]:
+            return loc[:at] + loc[at + 1 :]
+    return loc
+
+
 def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
-        location = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        loc = _location(tuple(item["loc"]))
+        location = ".".join(str(part) for part in loc) or "(top level)"
         message = item["msg"]
-        if item["type"] == "extra_forbidden":
+        if item["type"] == "union_tag_invalid" and loc and loc[0] in _UNIONS:
+            word, kinds = _UNIONS[str(loc[0])]
+            tag = (item.get("ctx") or {}).get("tag")
+            location += ".kind"
+            message = f"{tag!r} is not a {word} kind; one of: {', '.join(kinds)}"
+        elif item["type"] == "extra_forbidden":
             message = "unknown key (check the spelling)"
         elif item["type"] == "missing":
             message = "required key is missing"

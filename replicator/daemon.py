@@ -19,16 +19,18 @@ from typing import Any, Protocol
 
 import structlog
 
-from connectors.registry import make_sink, make_source, state_dsn
+from connectors.base import Source
+from connectors.registry import make_sink, make_source
 from replicator.applier import Applier
 from replicator.config import Config
 from replicator.errors import ReplicatorError, Retry
 from replicator.http import StatusServer
+from replicator.lifecycle import StageState, stage_transition
 from replicator.metrics import Metrics
 from replicator.publisher import Publisher
 from replicator.redact import redact
-from replicator.state import PostgresStateStore, StateStore
-from replicator.status import Live, applied_floor, collect, recheck_caught_up, source_head
+from replicator.state import StateStore, open_state_store
+from replicator.status import Live, applied_floor, collect, recheck_caught_up, source_view
 
 log = structlog.get_logger("replicator.daemon")
 
@@ -42,10 +44,14 @@ class Stage(Protocol):
 @dataclass
 class StageStatus:
     name: str
-    state: str = "starting"  # starting, running, retrying, stopped, failed
+    state: StageState = StageState.STARTING
     restarts: int = 0
     last_error: str | None = None
     stage: Any = None
+
+    def move(self, new: StageState) -> None:
+        """The one way a stage changes state: checked against ``lifecycle``'s table."""
+        self.state = stage_transition(self.name, self.state, new)
 
 
 @dataclass
@@ -82,7 +88,7 @@ class Daemon:
 
     def _state(self) -> StateStore:
         if self.state is None:
-            self.state = PostgresStateStore(state_dsn(self.config))
+            self.state = open_state_store(self.config)
         return self.state
 
     def run(self, install_signals: bool = True) -> int:
@@ -163,40 +169,47 @@ class Daemon:
 
     def _monitor(self) -> None:
         """Refresh the status report every second: /status, the lag gauges and readiness use it."""
+        source: Source | None = None
         while not self.stop_event.is_set():
             try:
-                head, slot = source_head(self.config)
+                if source is None:  # its own, read-only view: the publisher's source is busy streaming
+                    source = make_source(self.config.source, self._state())
+                head, details = source_view(source)
                 publisher = self._stage("publisher")
                 live = Live(stages=self._stage_view())
                 if publisher is not None:
                     live.produced = dict(publisher.stats.produced)
                     live.control_offsets = {p: list(o) for p, o in publisher.stats.control_offsets.items()}
-                report = collect(self.config, self._state(), head, slot, live)
+                report = collect(self.config, self._state(), head, details, live)
                 # The daemon's own writes (positions) keep moving the WAL head, so "caught up"
                 # is judged against the head of the previous round, a second ago.
                 self.report = recheck_caught_up(report, self._previous_head or head, exact_backlog=True)
                 self._previous_head = head
                 self.report_error = None
                 self.report_at = time.monotonic()
-                if slot.get("retained_over_threshold"):
+                if details.get("retained_over_threshold"):
                     log.warning(
-                        "replication slot retains more WAL than source.max_slot_lag_bytes",
-                        retained_bytes=slot.get("retained_bytes"),
-                        threshold=self.config.source.max_slot_lag_bytes,
+                        "the source retains more of its log than configured (see source settings)",
+                        source=self.config.source.kind,
+                        retained_bytes=details.get("retained_bytes"),
                     )
-            except ReplicatorError as exc:
-                self.report_error = redact(str(exc))
             except Exception as exc:
-                self.report_error = redact(f"{type(exc).__name__}: {exc}")
+                message = str(exc) if isinstance(exc, ReplicatorError) else f"{type(exc).__name__}: {exc}"
+                self.report_error = redact(message)
+                if source is not None:  # reconnect next round
+                    source.close()
+                    source = None
             self.stop_event.wait(1.0)
+        if source is not None:
+            source.close()
 
     def _stage(self, name: str) -> Any:
         status = self.stages.get(name)
-        return status.stage if status is not None and status.state == "running" else None
+        return status.stage if status is not None and status.state is StageState.RUNNING else None
 
     def _stage_view(self) -> dict[str, dict[str, Any]]:
         return {
-            name: {"state": s.state, "restarts": s.restarts, "last_error": s.last_error}
+            name: {"state": s.state.value, "restarts": s.restarts, "last_error": s.last_error}
             for name, s in self.stages.items()
         }
 
@@ -210,10 +223,10 @@ class Daemon:
             return False, self.report_error
         if not self.report or time.monotonic() - self.report_at > 10:
             return False, "no recent status (source unreachable?)"
-        failing = [n for n, s in self.stages.items() if s.state != "running"]
+        failing = [n for n, s in self.stages.items() if s.state is not StageState.RUNNING]
         if failing:
             return False, "stages not running: " + ", ".join(
-                f"{n} ({self.stages[n].state}: {self.stages[n].last_error})" for n in failing
+                f"{n} ({self.stages[n].state.value}: {self.stages[n].last_error})" for n in failing
             )
         return True, "every stage running"
 
@@ -245,14 +258,14 @@ class Daemon:
             try:
                 stage, close = build()
                 status.stage = stage
-                status.state = "running"
+                status.move(StageState.RUNNING)
                 stage.run(self.stop_event)
-                status.state = "stopped"
+                status.move(StageState.STOPPED)
                 return
             except ReplicatorError as exc:
                 status.last_error = redact(str(exc))
                 if exc.retry is Retry.NO:
-                    status.state = "failed"
+                    status.move(StageState.FAILED)
                     self.fatal = exc
                     log.error(
                         "stage failed; stopping", stage=name, kind=exc.kind.value, error=status.last_error
@@ -275,7 +288,7 @@ class Daemon:
                 attempt = 0  # it ran fine for a while: this is a new incident, not the same one
             attempt += 1
             status.restarts += 1
-            status.state = "retrying"
+            status.move(StageState.RETRYING)
             self.stop_event.wait(backoff_delay(attempt))
 
 

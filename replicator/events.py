@@ -36,12 +36,14 @@ class ControlKind(enum.StrEnum):
 class SourceMeta(msgspec.Struct, frozen=True, omit_defaults=True):
     """Where an event came from in the source's own log.
 
-    ``lsn`` is the source position at which the change became durable (a Postgres commit LSN,
-    a changelog sequence). Events of one transaction share it; ``seq`` orders them inside it.
+    ``position`` is the source position at which the change became durable (a Postgres commit
+    LSN, a changelog sequence): an opaque, ordered integer that only the source can format.
+    Events of one transaction share it; ``seq`` orders them inside it. On the wire it keeps its
+    first name, ``lsn``, so topics written by earlier versions still decode.
     ``commit_ts`` is the commit time in epoch seconds (0 when the source cannot tell).
     """
 
-    lsn: int
+    position: int = msgspec.field(name="lsn")
     commit_ts: float = 0.0
     xid: int = 0
     seq: int = 0
@@ -120,7 +122,7 @@ class ThreadDeletion(msgspec.Struct, frozen=True, tag_field="entity", tag="threa
 class Control(msgspec.Struct, frozen=True, tag_field="entity", tag="control", omit_defaults=True):
     """Pipeline markers riding the data topic so they stay in order with the data.
 
-    A heartbeat at ``source.lsn`` promises that everything the source committed up to that
+    A heartbeat at ``source.position`` promises that everything the source committed up to that
     position was published before it, on every partition.
     """
 
@@ -170,6 +172,6 @@ class Committed(msgspec.Struct, frozen=True):
     ``token`` is the source's own resume information; the pipeline does not look inside.
     """
 
-    lsn: int
+    position: int
     commit_ts: float = 0.0
     token: Any = None

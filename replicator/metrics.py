@@ -16,6 +16,8 @@ from prometheus_client import CollectorRegistry, Histogram, disable_created_metr
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from replicator.lifecycle import StageState
+
 PREFIX = "langgraph_replicator"
 
 # Every metric name this module exports: the alert rules and the dashboard are checked against it.
@@ -73,11 +75,11 @@ class _StateCollector(Collector):
             yield gauge(
                 "caught_up", "1 when every target applied what the source had.", int(report["caught_up"])
             )
-            yield gauge("source_head_lsn", "Source WAL flush position (bytes).", _lsn(source["head_lsn"]))
+            yield gauge("source_head_lsn", "Source head position.", float(source["head_position"]))
             yield gauge(
                 "slot_confirmed_lsn",
-                "Slot's confirmed flush position.",
-                _lsn(slot.get("confirmed_flush_lsn")),
+                "Position the source confirmed (Postgres: the slot's confirmed flush position).",
+                float(slot.get("confirmed_position", 0)),
             )
             yield gauge(
                 "slot_retained_wal_bytes", "WAL the slot keeps on the source.", slot.get("retained_bytes", 0)
@@ -148,15 +150,8 @@ class _StateCollector(Collector):
         running = GaugeMetricFamily(f"{PREFIX}_stage_running", "1 while a stage runs.", labels=["stage"])
         for name, stage in stages.items():
             restarts.add_metric([name], stage.restarts)
-            running.add_metric([name], 1 if stage.state == "running" else 0)
+            running.add_metric([name], 1 if stage.state is StageState.RUNNING else 0)
         yield from (restarts, running)
-
-
-def _lsn(text: str | None) -> float:
-    if not text or "/" not in text:
-        return 0.0
-    high, low = text.split("/")
-    return float((int(high, 16) << 32) | int(low, 16))
 
 
 class Metrics:

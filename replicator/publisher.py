@@ -30,7 +30,8 @@ from replicator.config import KafkaConfig
 from replicator.errors import ErrorKind, ReplicatorError
 from replicator.events import Committed, Control
 from replicator.faults import fault_point
-from replicator.state import PUBLISHER_STATE, SOURCE_STATE, StateStore
+from replicator.lifecycle import SnapshotState
+from replicator.state import POSITION, PUBLISHER_STATE, StateStore
 
 log = structlog.get_logger("replicator.publisher")
 
@@ -42,7 +43,7 @@ class PublisherStats:
     events: int = 0
     records: int = 0
     bytes: int = 0
-    confirmed_lsn: int = 0
+    confirmed_position: int = 0
     confirmed_commit_ts: float = 0.0
     produced: dict[int, int] = field(default_factory=dict)  # partition -> next offset (from acks)
     partitions: list[int] = field(default_factory=list)
@@ -74,7 +75,8 @@ class Publisher:
         self._previous_log_end = dict(self.stats.produced)  # what the log held before this run
         self.applied_position = applied_position
         self._applied_cache = (0.0, 0)
-        self._confirmed_to_source = int(saved.get("confirmed_lsn") or 0)
+        # Positions only move forward in the store: start from the one saved, not from 0.
+        self.stats.confirmed_position = self._confirmed_to_source = int(saved.get(POSITION) or 0)
         self._pending: list[Any] = []
         self._pending_bytes = 0
         self._commit: Committed | None = None
@@ -181,14 +183,14 @@ class Publisher:
     def _confirm(self, commit: Committed) -> None:
         if commit.token is not None or self.applied_position is None:
             self.source.confirm(commit)
-            position = commit.lsn
+            position = commit.position
         else:
-            position = min(commit.lsn, self._applied())
+            position = min(commit.position, self._applied())
             if position <= self._confirmed_to_source:
                 return
-            self.source.confirm(Committed(lsn=position, commit_ts=commit.commit_ts))
+            self.source.confirm(Committed(position=position, commit_ts=commit.commit_ts))
         self._confirmed_to_source = max(self._confirmed_to_source, position)
-        self.stats.confirmed_lsn = max(self.stats.confirmed_lsn, position)
+        self.stats.confirmed_position = max(self.stats.confirmed_position, position)
         if commit.commit_ts:
             self.stats.confirmed_commit_ts = commit.commit_ts
 
@@ -218,19 +220,12 @@ class Publisher:
             log_end_before=previous_end,
             ack_now=offset,
         )
-        if not self.source_snapshot_done():
-            self.restart_snapshot()
+        if self.source.snapshot_state() is not SnapshotState.DONE:
+            self.source.restart_snapshot()
             raise ReplicatorError(
                 ErrorKind.BROKER_UNREACHABLE,
                 "Kafka lost records during the initial copy: starting the copy over",
             )
-
-    def source_snapshot_done(self) -> bool:
-        return (self.state.get(SOURCE_STATE) or {}).get("snapshot") == "done"
-
-    def restart_snapshot(self) -> None:
-        saved = self.state.get(SOURCE_STATE) or {}
-        self.state.put(SOURCE_STATE, {**saved, "snapshot": "running", "cursor": None})
 
     def _write_state(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -243,7 +238,7 @@ class Publisher:
                 {
                     "produced": {str(p): o for p, o in self.stats.produced.items()},
                     "partitions": self.stats.partitions,
-                    "confirmed_lsn": self.stats.confirmed_lsn,
+                    POSITION: self.stats.confirmed_position,
                     "confirmed_commit_ts": self.stats.confirmed_commit_ts,
                     "events": self.stats.events,
                     "updated_at": time.time(),

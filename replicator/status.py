@@ -1,8 +1,11 @@
 """Where every change is: positions of every stage and the distances between them.
 
-Positions: source head (WAL flush LSN), confirmed (slot), produced (acked offsets per
-partition, as the publisher saw them: the embedded broker's ListOffsets is wrong, and acks are
-exact everywhere), applied per target and partition (committed offset and source LSN).
+Positions: source head and the source's own details (for Postgres: WAL flush position and
+slot), produced (acked offsets per partition, as the publisher saw them: the embedded broker's
+ListOffsets is wrong, and acks are exact everywhere), applied per target and partition
+(committed offset and source position). Source positions are opaque integers: the source
+formats them (``*_lsn`` keys, kept for the scripts that poll them) and the raw integers sit
+beside them (``*_position``), so nothing here parses a position.
 
 Works from persisted positions when no daemon runs; a running daemon passes its live view
 (``Live``), which also knows which produced records were control records (heartbeats), so lag
@@ -18,11 +21,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.sources.postgres.setup import connect, format_lsn, parse_lsn, slot_info
+from connectors.base import Source
+from connectors.registry import make_source, position_format
 from replicator.config import Config
+from replicator.lifecycle import SnapshotState
 from replicator.state import (
+    POSITION,
     PUBLISHER_STATE,
     SOURCE_STATE,
+    MemoryStateStore,
     StateStore,
     applier_positions,
     deadletter_state_name,
@@ -38,35 +45,33 @@ class Live:
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+def source_view(source: Source) -> tuple[int, dict[str, Any]]:
+    """The source's head now, and its own details (for Postgres: the slot)."""
+    return source.head(), source.describe()
+
+
 def source_head(config: Config) -> tuple[int, dict[str, Any]]:
-    """The source's WAL flush position now, and its slot as Postgres reports it."""
-    with connect(config.source.dsn.get_secret_value(), autocommit=True) as conn:
-        row = conn.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()
-        head = parse_lsn(row[0] if row else None) or 0
-        info = slot_info(conn, config.source.slot)
-    slot: dict[str, Any] = {"name": config.source.slot, "exists": info is not None}
-    if info is not None:
-        confirmed = info.confirmed_flush_lsn or 0
-        retained = max(0, head - (info.restart_lsn or head))
-        slot.update(
-            active=info.active,
-            wal_status=info.wal_status,
-            confirmed_flush_lsn=format_lsn(confirmed),
-            retained_bytes=retained,
-            lag_bytes=max(0, head - confirmed),
-            retained_over_threshold=retained > config.source.max_slot_lag_bytes,
-        )
-    return head, slot
+    """``source_view`` of the configured source, for callers that hold no source open."""
+    source = make_source(config.source, MemoryStateStore())
+    try:
+        return source_view(source)
+    finally:
+        source.close()
 
 
 def _progress(source: dict[str, Any], now: float) -> dict[str, Any]:
     """Rate and ETA of a running initial copy, from its persisted progress."""
     rows, total = int(source.get("rows", 0)), int(source.get("total", 0))
     started, updated = float(source.get("started_at") or 0), float(source.get("updated_at") or 0)
-    if source.get("snapshot") != "running" or not started or updated <= started or not rows:
+    running = SnapshotState.parse(source.get("snapshot")) is SnapshotState.RUNNING
+    if not running or not started or updated <= started or not rows:
         return {"rows_per_second": None, "eta_seconds": None}
     rate = rows / (updated - started)
     return {"rows_per_second": round(rate, 1), "eta_seconds": round(max(0, total - rows) / rate, 1)}
+
+
+def _applied(positions: dict[int, dict[str, Any]], partition: int) -> int:
+    return int((positions.get(partition) or {}).get(POSITION) or 0)
 
 
 def _data_records(first: int, end: int, controls: list[int]) -> int:
@@ -77,23 +82,26 @@ def _data_records(first: int, end: int, controls: list[int]) -> int:
 
 
 def applied_floor(state: StateStore, config: Config, partitions: list[int]) -> int:
-    """The LSN below which every target applied everything, on every partition (0: unknown)."""
+    """The source position below which every target applied everything, everywhere (0: unknown)."""
     if not partitions:
         return 0
     floor: int | None = None
     for target in config.targets:
         positions = applier_positions(state, target.name)
         for partition in partitions:
-            lsn = int((positions.get(partition) or {}).get("lsn", 0))
-            floor = lsn if floor is None else min(floor, lsn)
+            applied = _applied(positions, partition)
+            floor = applied if floor is None else min(floor, applied)
     return floor or 0
 
 
 def collect(
     config: Config, state: StateStore, head: int, slot: dict[str, Any], live: Live | None = None
 ) -> dict[str, Any]:
+    """The whole report; ``slot`` is the source's ``describe()`` (the key keeps its first name)."""
     now = time.time()
+    fmt = position_format(config.source)
     source = state.get(SOURCE_STATE) or {}
+    snapshot = SnapshotState.parse(source.get("snapshot"))
     publisher = state.get(PUBLISHER_STATE) or {}
     produced = {int(k): int(v) for k, v in (publisher.get("produced") or {}).items()}
     if live is not None:
@@ -101,7 +109,7 @@ def collect(
     partitions = [int(p) for p in publisher.get("partitions") or sorted(produced)]
     controls = live.control_offsets if live is not None else {}
     targets: dict[str, Any] = {}
-    caught_up = bool(partitions) and source.get("snapshot") == "done"
+    caught_up = bool(partitions) and snapshot is SnapshotState.DONE
     for target in config.targets:
         positions = applier_positions(state, target.name)
         per_partition: dict[str, Any] = {}
@@ -114,10 +122,11 @@ def collect(
                 "produced": produced.get(p, 0),
                 "applied": applied_offset,
                 "lag_events": waiting,
-                "applied_lsn": format_lsn(int((positions.get(p) or {}).get("lsn", 0))),
+                "applied_lsn": fmt(_applied(positions, p)),
+                "applied_position": _applied(positions, p),
             }
-        applied_lsn = min((int((positions.get(p) or {}).get("lsn", 0)) for p in partitions), default=0)
-        behind = [p for p in partitions if int((positions.get(p) or {}).get("lsn", 0)) < head]
+        applied = min((_applied(positions, p) for p in partitions), default=0)
+        behind = [p for p in partitions if _applied(positions, p) < head]
         oldest = min(
             (float(positions[p].get("commit_ts") or 0) for p in behind if p in positions), default=0.0
         )
@@ -127,11 +136,12 @@ def collect(
         targets[target.name] = {
             "kind": target.kind,
             "caught_up": target_caught_up,
-            "applied_lsn": format_lsn(applied_lsn),
+            "applied_lsn": fmt(applied),
+            "applied_position": applied,
             "events_applied": sum(int(v.get("events", 0)) for v in positions.values()),
             "lag": {
                 "events": lag_events,
-                "bytes": max(0, head - applied_lsn),
+                "bytes": max(0, head - applied),
                 "seconds": round(max(0.0, now - oldest), 3) if behind and oldest else 0.0,
             },
             "dead_letters": {
@@ -142,16 +152,17 @@ def collect(
             },
             "partitions": per_partition,
         }
-    confirmed_lsn = int(publisher.get("confirmed_lsn") or 0)
+    confirmed = int(publisher.get(POSITION) or 0)
     report: dict[str, Any] = {
         "caught_up": caught_up,
         "taken_at": now,
         "source": {
             "kind": config.source.kind,
-            "head_lsn": format_lsn(head),
+            "head_lsn": fmt(head),
+            "head_position": head,
             "slot": slot,
             "snapshot": {
-                "state": source.get("snapshot", "not started"),
+                "state": snapshot.value,
                 "rows": source.get("rows", 0),
                 "total_estimate": source.get("total", 0),
                 "bytes": source.get("bytes", 0),
@@ -159,8 +170,8 @@ def collect(
             },
         },
         "lag": {
-            "capture": {"bytes": slot.get("lag_bytes", max(0, head - confirmed_lsn))},
-            "publish": {"records": sum(produced.values()), "confirmed_lsn": format_lsn(confirmed_lsn)},
+            "capture": {"bytes": slot.get("lag_bytes", max(0, head - confirmed))},
+            "publish": {"records": sum(produced.values()), "confirmed_lsn": fmt(confirmed)},
             "apply": {name: t["lag"] for name, t in targets.items()},
         },
         "targets": targets,
@@ -179,10 +190,10 @@ def recheck_caught_up(report: dict[str, Any], head: int, exact_backlog: bool = F
     records produced but not applied is never caught up, whatever the head says: the head
     was sampled a second ago and the backlog may be younger.
     """
-    all_caught_up = report["source"]["snapshot"]["state"] == "done" and bool(report["targets"])
+    all_caught_up = report["source"]["snapshot"]["state"] == SnapshotState.DONE and bool(report["targets"])
     for target in report["targets"].values():
         partitions = target["partitions"].values()
-        done = bool(partitions) and all((parse_lsn(p["applied_lsn"]) or 0) >= head for p in partitions)
+        done = bool(partitions) and all(int(p["applied_position"]) >= head for p in partitions)
         if exact_backlog and target["lag"]["events"] > 0:
             done = False
         target["caught_up"] = done

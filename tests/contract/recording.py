@@ -49,7 +49,7 @@ _position = itertools.count(1)
 
 def src() -> SourceMeta:
     """Source metadata with a fresh, increasing position."""
-    return SourceMeta(lsn=next(_position))
+    return SourceMeta(position=next(_position))
 
 
 def jsonb(value: Any) -> Any:

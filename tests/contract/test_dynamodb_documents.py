@@ -21,7 +21,7 @@ from replicator.events import (
 )
 
 SERDE = JsonPlusSerializer()
-SRC = SourceMeta(lsn=1)
+SRC = SourceMeta(position=1)
 KiB = 1024
 
 

@@ -23,7 +23,7 @@ from psycopg.rows import dict_row
 from connectors.registry import make_sink, make_source
 from replicator.config import Config, load_config
 from replicator.demo_app import build_graph, run_conversation
-from replicator.state import MemoryStateStore, PostgresStateStore
+from replicator.state import MemoryStateStore, open_state_store
 from replicator.status import collect, source_head
 from replicator.verify import VerifyReport, verify
 
@@ -142,7 +142,7 @@ def wait_caught_up(
 ) -> dict[str, Any]:
     """Poll the persisted positions until every target applied what the source had now."""
     head, slot = source_head(config)
-    state = PostgresStateStore(config.source.dsn.get_secret_value(), create=False)
+    state = open_state_store(config, create=False)
     deadline = time.monotonic() + timeout
     try:
         while True:

@@ -1,5 +1,6 @@
-"""A slot that is gone fails clearly, and replaying the whole topic into a complete target changes
-nothing. (The idle slot and its WAL-retention warning: test_faults.py.)"""
+"""A slot that is gone fails clearly, reset starts over through the source and the state store,
+and replaying the whole topic into a complete target changes nothing. (The idle slot and its
+WAL-retention warning: test_faults.py.)"""
 
 from __future__ import annotations
 
@@ -15,8 +16,16 @@ import pytest
 
 from connectors.registry import make_sink
 from replicator.applier import Applier
-from replicator.state import MemoryStateStore, PostgresStateStore
-from tests.integration.harness import App, DaemonProcess, cli, load, wait_caught_up, wait_for
+from replicator.state import STATE_SCHEMA, MemoryStateStore, PostgresStateStore, SqliteStateStore
+from tests.integration.harness import (
+    App,
+    DaemonProcess,
+    assert_equal,
+    cli,
+    load,
+    wait_caught_up,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +45,49 @@ def test_dropped_slot_after_the_copy_is_a_clear_error(
     assert result.returncode != 0, output
     assert "is gone although the initial copy finished" in output and "replicator reset" in output
     assert "Traceback" not in output
+
+
+def test_reset_starts_over_with_positions_in_their_own_sqlite_store(
+    app: App, config_path: Path, daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    """[state] kind = "sqlite": no position in the source database; reset clears the file."""
+    state_path = tmp_path / "state.db"
+    config_path.write_text(
+        config_path.read_text() + f'\n[state]\nkind = "sqlite"\npath = "{state_path}"\n', encoding="utf-8"
+    )
+    config = load(config_path)
+    dsn = config.source.dsn.get_secret_value()
+    app.converse("before", turns=2)
+    daemon.start()
+    app.converse("live")
+    wait_caught_up(config, daemon)
+    assert daemon.terminate() == 0
+    status = json.loads(cli("status", "--config", str(config_path), "--json").stdout)
+    assert status["caught_up"] is True and status["source"]["snapshot"]["state"] == "done"
+    assert status["source"]["head_lsn"].count("/") == 1  # formatted by the source
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        schemas = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (STATE_SCHEMA,)).fetchall()
+    assert schemas == [], "positions were written to the source database"
+
+    result = cli("reset", "--config", str(config_path), "--yes")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        f"dropped slot {config.source.slot!r} and saved positions; the next run starts with a full copy"
+    )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        slots = conn.execute(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (config.source.slot,)
+        ).fetchall()
+    assert slots == []
+    assert SqliteStateStore(state_path, create=False).all() == {}
+
+    app.converse("after-reset")
+    daemon.start()
+    wait_caught_up(config, daemon)
+    assert daemon.terminate() == 0
+    source = SqliteStateStore(state_path, create=False).get("source") or {}
+    assert source.get("snapshot") == "done" and source.get("rows", 0) > 0, "no full copy after the reset"
+    assert_equal(config, threads=3)
 
 
 def scan(endpoint: str, table: str, bucket: str) -> tuple[list[Any], dict[str, bytes]]:

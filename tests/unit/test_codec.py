@@ -20,7 +20,7 @@ from replicator.events import (
     WriteKey,
 )
 
-META = SourceMeta(lsn=42, commit_ts=1.5, xid=7, seq=3, table="checkpoint_blobs")
+META = SourceMeta(position=42, commit_ts=1.5, xid=7, seq=3, table="checkpoint_blobs")
 
 
 def blob(size: int, thread: str = "t-ü") -> BlobChange:
@@ -56,7 +56,7 @@ def blob(size: int, thread: str = "t-ü") -> BlobChange:
             task_path="~__pregel_pull, review",
         ),
         ThreadDeletion(thread_id="t", source=META),
-        Control(kind=ControlKind.HEARTBEAT, source=SourceMeta(lsn=99)),
+        Control(kind=ControlKind.HEARTBEAT, source=SourceMeta(position=99)),
     ],
 )
 def test_round_trip(event: object) -> None:
@@ -130,3 +130,12 @@ def test_malformed_records_are_named(
 def test_decode_rejects_an_unknown_entity() -> None:
     with pytest.raises(ReplicatorError):
         decode_value(b"\x81\xa6entity\xa4nope")
+
+
+def test_the_source_position_keeps_its_wire_name() -> None:
+    """Topics written before the rename (``lsn``) still decode, and new records read the same."""
+    import msgspec
+
+    encoded = msgspec.msgpack.encode(SourceMeta(position=7, seq=1))
+    assert msgspec.msgpack.decode(encoded) == {"lsn": 7, "seq": 1}
+    assert msgspec.msgpack.decode(msgspec.msgpack.encode({"lsn": 9}), type=SourceMeta).position == 9

@@ -62,3 +62,49 @@ def test_redaction_masks_dsn_passwords_everywhere() -> None:
     register_dsn("postgresql://app:Zq9-secret@db/app")
     assert "Zq9-secret" not in redact("connect failed for postgresql://app:Zq9-secret@db/app: Zq9-secret")
     assert redact("password=hunter2 host=x") == "password=*** host=x"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"targets": [{"name": "a", "table": "t", "kind": "foo"}]},
+            "targets.0.kind: 'foo' is not a target kind; one of: dynamodb",
+        ),
+        (
+            {"source": {"dsn": "x", "kind": "mysql"}},
+            "source.kind: 'mysql' is not a source kind; one of: postgres",
+        ),
+        (
+            {"state": {"kind": "redis"}},
+            "state.kind: 'redis' is not a state store kind; one of: postgres, sqlite",
+        ),
+        ({"state": {"kind": "sqlite"}}, "state.path: required key is missing"),
+        ({"targets": [{"name": "a"}]}, "targets.0.table: required key is missing"),
+    ],
+)
+def test_unknown_kinds_list_the_kinds_and_member_keys_keep_their_path(change: dict, message: str) -> None:
+    with pytest.raises(ReplicatorError) as raised:
+        parse_config({**MINIMAL, **change}, env={"PG_PW": "x", "KAFKA_PW": "y"})
+    assert raised.value.kind is ErrorKind.CONFIG
+    assert message in str(raised.value)
+
+
+def test_state_store_defaults_to_the_source_database() -> None:
+    env = {"PG_PW": "x", "KAFKA_PW": "y"}
+    default = parse_config(MINIMAL, env=env).state_store()
+    assert default.kind == "postgres" and default.dsn is not None
+    assert default.dsn.get_secret_value() == "postgresql://app:x@db:5432/app"
+    own = parse_config({**MINIMAL, "state": {"dsn": "postgresql://s/state"}}, env=env).state_store()
+    assert own.kind == "postgres" and own.dsn is not None and own.dsn.get_secret_value().endswith("/state")
+    sqlite = parse_config({**MINIMAL, "state": {"kind": "sqlite", "path": "/var/lib/r.db"}}, env=env)
+    assert sqlite.state_store().kind == "sqlite"
+
+
+def test_connector_configs_are_reexported() -> None:
+    from connectors.sinks.dynamodb_config import DynamoDBTargetConfig
+    from connectors.sources.postgres.config import PostgresSourceConfig
+    from replicator import config
+
+    assert config.DynamoDBTargetConfig is DynamoDBTargetConfig
+    assert config.PostgresSourceConfig is PostgresSourceConfig

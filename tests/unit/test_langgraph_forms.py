@@ -30,7 +30,7 @@ from replicator.events import (
 )
 
 SERDE = JsonPlusSerializer()
-SRC = SourceMeta(lsn=1)
+SRC = SourceMeta(position=1)
 
 
 class State(TypedDict, total=False):

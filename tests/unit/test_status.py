@@ -24,6 +24,11 @@ def test_progress_rate_and_eta() -> None:
     assert _progress({**running, "snapshot": "done"}, 103.0)["eta_seconds"] is None
 
 
+def _position(lsn: str) -> int:
+    high, low = lsn.split("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
 def _report(applied: list[str], snapshot: str = "done") -> dict:
     return {
         "caught_up": True,
@@ -46,7 +51,10 @@ def _report(applied: list[str], snapshot: str = "done") -> dict:
                 "caught_up": True,
                 "applied_lsn": min(applied),
                 "lag": {"events": 3, "bytes": 10, "seconds": 1.5},
-                "partitions": {str(i): {"applied_lsn": lsn} for i, lsn in enumerate(applied)},
+                "partitions": {
+                    str(i): {"applied_lsn": lsn, "applied_position": _position(lsn)}
+                    for i, lsn in enumerate(applied)
+                },
             }
         },
     }

@@ -131,9 +131,33 @@ def check_slot(info: SlotInfo, dbname: str) -> None:
         )
 
 
-def current_lsn(conn: psycopg.Connection[Any]) -> int:
-    row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
-    assert row is not None
-    lsn = parse_lsn(row[0])
-    assert lsn is not None
-    return lsn
+def flush_lsn(conn: psycopg.Connection[Any]) -> int:
+    """The WAL position Postgres has flushed: what it has durably committed so far."""
+    row = conn.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()
+    return parse_lsn(row[0] if row else None) or 0
+
+
+def slot_status(conn: psycopg.Connection[Any], slot: str, threshold: int) -> dict[str, Any]:
+    """The slot as ``replicator status`` shows it: WAL it retains and how far it lags the head."""
+    head = flush_lsn(conn)
+    info = slot_info(conn, slot)
+    status: dict[str, Any] = {"name": slot, "exists": info is not None}
+    if info is not None:
+        confirmed = info.confirmed_flush_lsn or 0
+        retained = max(0, head - (info.restart_lsn or head))
+        status.update(
+            active=info.active,
+            wal_status=info.wal_status,
+            confirmed_flush_lsn=format_lsn(confirmed),
+            confirmed_position=confirmed,
+            retained_bytes=retained,
+            lag_bytes=max(0, head - confirmed),
+            retained_over_threshold=retained > threshold,
+        )
+    return status
+
+
+def drop_slot(conn: psycopg.Connection[Any], slot: str) -> None:
+    conn.execute(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+    )

@@ -123,7 +123,7 @@ def read_snapshot(
             for row in rows:
                 record = dict(zip(columns, row, strict=True))
                 seq += 1
-                meta = SourceMeta(lsn=position, seq=seq, table=table, snapshot=True)
+                meta = SourceMeta(position=position, seq=seq, table=table, snapshot=True)
                 events.append(row_to_event(table, Op.UPSERT, record, meta))
                 size += sum(len(v) for v in row if isinstance(v, bytes))
             if len(rows) < chunk_rows:

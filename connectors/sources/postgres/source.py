@@ -29,9 +29,12 @@ from connectors.sources.postgres.setup import (
     check_slot,
     check_source,
     connect,
-    current_lsn,
+    drop_slot,
     ensure_publication,
+    flush_lsn,
+    format_lsn,
     slot_info,
+    slot_status,
 )
 from connectors.sources.postgres.snapshot import SnapshotCursor, count_rows, read_snapshot
 from connectors.sources.postgres.stream import ReplicationConnection
@@ -46,11 +49,11 @@ from replicator.events import (
     SourceMeta,
 )
 from replicator.faults import enter_phase, fault_point
+from replicator.lifecycle import SnapshotState, snapshot_transition
 from replicator.state import SOURCE_STATE, StateStore
 
 log = structlog.get_logger("replicator.source.postgres")
 
-_SNAPSHOT_DONE = "done"
 _KEEPALIVE_S = 5.0
 _SLOT_CHECK_MIN_S = 1.0  # how often, at most, the slot's retained WAL is measured
 _SLOT_WARN_EVERY_S = 60.0  # how often, at most, "slot retains too much WAL" is logged
@@ -120,7 +123,34 @@ class PostgresSource:
                 check_slot(info, conn.info.dbname)
 
     def head(self) -> int:
-        return current_lsn(self._side_conn())
+        """The WAL flush position: everything Postgres has durably committed so far."""
+        return flush_lsn(self._side_conn())
+
+    @staticmethod
+    def format_position(position: int) -> str:
+        return format_lsn(position)
+
+    def describe(self) -> dict[str, Any]:
+        return slot_status(self._side_conn(), self.config.slot, self.config.max_slot_lag_bytes)
+
+    def reset(self) -> list[str]:
+        """Drop the slot: the next run creates it anew and copies everything."""
+        drop_slot(self._side_conn(), self.config.slot)
+        return [f"slot {self.config.slot!r}"]
+
+    # -- the initial copy's lifecycle (persisted under ``source``) ----------------------------
+
+    def snapshot_state(self) -> SnapshotState:
+        return SnapshotState.parse((self.state.get(SOURCE_STATE) or {}).get("snapshot"))
+
+    def restart_snapshot(self) -> None:
+        """Copy everything again from the first table, at the same position, on the next run."""
+        self._save_snapshot(SnapshotState.RUNNING, {"cursor": None})
+
+    def _save_snapshot(self, new: SnapshotState, fields: dict[str, Any]) -> None:
+        saved = self.state.get(SOURCE_STATE) or {}
+        snapshot_transition(SnapshotState.parse(saved.get("snapshot")), new)
+        self.state.put(SOURCE_STATE, {**saved, **fields, "snapshot": new.value})
 
     def _side_conn(self) -> psycopg.Connection[Any]:
         if self._side is None or self._side.closed or self._side.broken:
@@ -136,7 +166,7 @@ class PostgresSource:
         saved = self.state.get(SOURCE_STATE) or {}
         info = slot_info(side, self.config.slot)
         if info is None:
-            if saved.get("snapshot") == _SNAPSHOT_DONE:
+            if SnapshotState.parse(saved.get("snapshot")) is SnapshotState.DONE:
                 raise ReplicatorError(
                     ErrorKind.SOURCE_LOST,
                     f"replication slot {self.config.slot!r} is gone although the initial copy finished: "
@@ -148,12 +178,12 @@ class PostgresSource:
             self._repl = repl
             consistent_lsn, exported = repl.create_slot()
             log.info("slot created", slot=self.config.slot, consistent_lsn=consistent_lsn)
-            self.state.put(SOURCE_STATE, {"snapshot": "running", "cursor": None, "position": consistent_lsn})
+            self._save_snapshot(SnapshotState.RUNNING, {"cursor": None, "position": consistent_lsn})
             yield from self._snapshot(SnapshotCursor(0, None), consistent_lsn, exported)
         else:
             check_slot(info, side.info.dbname)
             position = info.confirmed_flush_lsn or 0
-            if saved.get("snapshot") != _SNAPSHOT_DONE:
+            if SnapshotState.parse(saved.get("snapshot")) is not SnapshotState.DONE:
                 cursor = SnapshotCursor.from_json(saved.get("cursor"))
                 log.info("resuming initial copy", cursor=cursor.to_json(), position=position)
                 yield from self._snapshot(cursor, position, None)
@@ -167,7 +197,7 @@ class PostgresSource:
         self, start: SnapshotCursor, position: int, exported: str | None
     ) -> Iterator[ChangeEvent | Committed | None]:
         enter_phase("snapshot")
-        meta = SourceMeta(lsn=position, snapshot=True)
+        meta = SourceMeta(position=position, snapshot=True)
         with connect(self._dsn) as conn:
             self.snapshot_total = count_rows(conn, self.config.schema_name)
             conn.commit()
@@ -188,13 +218,13 @@ class PostgresSource:
                 self.snapshot_rows += chunk.rows
                 self.snapshot_bytes += chunk.bytes
                 self._log_progress(started)
-                yield Committed(lsn=position, token=_SnapshotToken(chunk.cursor, self.snapshot_rows))
+                yield Committed(position=position, token=_SnapshotToken(chunk.cursor, self.snapshot_rows))
                 fault_point("snapshot.between_chunks")
             elapsed = time.monotonic() - started
         log.info("initial copy finished", rows=self.snapshot_rows, seconds=round(elapsed, 3))
         yield Control(kind=ControlKind.SNAPSHOT_END, source=meta, info={"rows": self.snapshot_rows})
         yield Committed(
-            lsn=position, token=_SnapshotToken(SnapshotCursor(len(TABLES), None), self.snapshot_rows)
+            position=position, token=_SnapshotToken(SnapshotCursor(len(TABLES), None), self.snapshot_rows)
         )
 
     def _log_progress(self, started: float, every_s: float = 5.0) -> None:
@@ -237,9 +267,9 @@ class PostgresSource:
                     self._check_slot_lag(watch, now)
                 if not in_tx and now - last_heartbeat >= interval:
                     position = max(last_end, repl.server_position)
-                    beat = SourceMeta(lsn=position, commit_ts=time.time())
+                    beat = SourceMeta(position=position, commit_ts=time.time())
                     yield Control(kind=ControlKind.HEARTBEAT, source=beat)
-                    yield Committed(lsn=position, commit_ts=beat.commit_ts)
+                    yield Committed(position=position, commit_ts=beat.commit_ts)
                     last_heartbeat = now
                     repl.feedback(0, reply=True)  # ask for a keepalive: fresh server position
                     last_feedback = now
@@ -258,7 +288,7 @@ class PostgresSource:
             elif isinstance(msg, pgoutput.Commit):
                 in_tx = False
                 last_end = max(last_end, msg.end_lsn)
-                yield Committed(lsn=msg.end_lsn, commit_ts=msg.commit_ts)
+                yield Committed(position=msg.end_lsn, commit_ts=msg.commit_ts)
                 now = time.monotonic()
                 if watch.due(now):  # busy streams are measured too, not only idle ones
                     self._check_slot_lag(watch, now)
@@ -267,7 +297,7 @@ class PostgresSource:
                 if relation.namespace != schema or relation.name not in COLUMNS:
                     continue
                 seq += 1
-                meta = SourceMeta(lsn=lsn, commit_ts=commit_ts, xid=xid, seq=seq, table=relation.name)
+                meta = SourceMeta(position=lsn, commit_ts=commit_ts, xid=xid, seq=seq, table=relation.name)
                 if isinstance(msg, pgoutput.Delete):
                     row = decoder.row(msg.relation_oid, msg.old, key_only=msg.old_is_key)
                     deleted = row_to_event(relation.name, Op.DELETE, row, meta)
@@ -348,12 +378,11 @@ class PostgresSource:
         token = committed.token
         if isinstance(token, _SnapshotToken):
             done = token.cursor.done
-            self.state.put(
-                SOURCE_STATE,
+            self._save_snapshot(
+                SnapshotState.DONE if done else SnapshotState.RUNNING,
                 {
-                    "snapshot": _SNAPSHOT_DONE if done else "running",
                     "cursor": None if done else token.cursor.to_json(),
-                    "position": committed.lsn,
+                    "position": committed.position,
                     "rows": token.rows,
                     "total": self.snapshot_total,
                     "bytes": self.snapshot_bytes,
@@ -362,8 +391,8 @@ class PostgresSource:
                 },
             )
             return
-        if self._repl is not None and committed.lsn:
-            self._repl.feedback(committed.lsn)
+        if self._repl is not None and committed.position:
+            self._repl.feedback(committed.position)
 
     # -- saver view ---------------------------------------------------------------------------
 

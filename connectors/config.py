@@ -1,0 +1,32 @@
+"""What every connector's config model shares: strictness and a target's name and batch size.
+
+Each connector owns its own model (``connectors/sources/<kind>/config.py``,
+``connectors/sinks/<kind>_config.py``) with a ``kind`` literal; ``replicator.config`` joins them
+into unions discriminated on ``kind``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors (a misspelt key must not be silently ignored); values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TargetConfigBase(StrictModel):
+    name: str
+    batch_events: int = Field(2000, ge=1, le=100_000)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.fullmatch(value):
+            raise ValueError("must be 1-64 characters of letters, digits, '_', '.' or '-'")
+        return value

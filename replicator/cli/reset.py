@@ -1,0 +1,29 @@
+"""``replicator reset``: the source forgets the replicator, the state store forgets every position."""
+
+from __future__ import annotations
+
+import click
+
+from replicator.cli.common import config_option, fail, load
+
+
+@click.command()
+@config_option
+@click.option("--yes", is_flag=True, help="Confirm: drop the slot and every saved position.")
+def reset(config_path: str, yes: bool) -> None:
+    """Drop the replication slot and saved positions, so the next run copies everything anew."""
+    from connectors.registry import make_source
+    from replicator.state import open_state_store
+
+    config = load(config_path)
+    if not yes:
+        fail("reset drops the replication slot and every saved position; add --yes to confirm")
+    state = open_state_store(config, create=False)
+    source = make_source(config.source, state)
+    try:
+        dropped = source.reset()
+        state.clear()
+    finally:
+        source.close()
+        state.close()
+    click.echo(f"dropped {' and '.join(dropped)} and saved positions; the next run starts with a full copy")

@@ -1,0 +1,96 @@
+"""``replicator status``: positions and lag of every stage, from the daemon or the state store."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+from replicator.cli.common import EXIT_PROBLEM, config_option, load
+from replicator.config import Config
+from replicator.redact import redact
+
+
+def _daemon_report(config: Config) -> dict[str, Any] | None:
+    """The running daemon's own report (live lag, stages), when it serves one."""
+    import urllib.error
+    import urllib.request
+
+    from replicator.http import parse_listen
+
+    if not config.http.listen:
+        return None
+    host, port = parse_listen(config.http.listen)
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/status", timeout=2) as response:
+            report: dict[str, Any] = json.loads(response.read())
+    except (OSError, urllib.error.URLError, ValueError):
+        return None
+    return report if "targets" in report else None
+
+
+@click.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--wait", "wait_s", type=float, default=0.0, help="Poll until caught up, at most this many seconds."
+)
+@click.option("--watch", is_flag=True, help="Refresh the table until interrupted.")
+@click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds between refreshes.")
+@click.option("--count", type=int, default=0, help="With --watch: stop after this many refreshes (0: never).")
+def status(config_path: str, as_json: bool, wait_s: float, watch: bool, interval: float, count: int) -> None:
+    """Positions and lag of every stage; caught_up when every target applied what the source had.
+
+    Asks the running daemon's HTTP endpoint when [http] listen is set and it answers; otherwise
+    reads the positions the stages persisted.
+    """
+    from connectors.registry import make_source
+    from replicator.state import open_state_store
+    from replicator.status import collect, recheck_caught_up, source_view
+
+    config = load(config_path)
+    state = open_state_store(config, create=False)
+    source = make_source(config.source, state)
+    try:
+        head, _ = source_view(source)
+
+        def take() -> dict[str, Any]:
+            live = _daemon_report(config)
+            if live is not None:
+                return live if watch else recheck_caught_up(live, head)
+            now_head, details = source_view(source)
+            return collect(config, state, head if not watch else now_head, details)
+
+        if watch and not as_json:
+            from rich.live import Live
+
+            from replicator.render import status_table
+
+            refreshes = 0
+            with Live(status_table(take()), refresh_per_second=4) as live_view:
+                while count == 0 or refreshes < count - 1:
+                    time.sleep(interval)
+                    live_view.update(status_table(take()))
+                    refreshes += 1
+            return
+        deadline = time.monotonic() + wait_s
+        while True:
+            report = take()
+            if report["caught_up"] or time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+    finally:
+        source.close()
+        state.close()
+    if as_json:
+        click.echo(redact(json.dumps(report, sort_keys=True)))
+    else:
+        from replicator.render import render_status
+
+        render_status(report)
+    if wait_s and not report["caught_up"]:
+        sys.exit(EXIT_PROBLEM)

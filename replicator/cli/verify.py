@@ -1,0 +1,45 @@
+"""``replicator verify``: every thread compared through both stores' own LangGraph savers."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from replicator.cli.common import EXIT_PROBLEM, config_option, load
+from replicator.redact import redact
+
+
+@click.command()
+@config_option
+@click.option("--target", "target_name", default=None, help="Only this target (default: every target).")
+@click.option("--thread", "threads", multiple=True, help="Only these thread ids.")
+def verify(config_path: str, target_name: str | None, threads: tuple[str, ...]) -> None:
+    """Compare every thread through both stores' own LangGraph savers; exit 1 on a difference."""
+    from connectors.registry import make_sink, make_source
+    from replicator.state import MemoryStateStore
+    from replicator.verify import verify as run_verify
+
+    config = load(config_path)
+    targets = [config.target(target_name)] if target_name else config.targets
+    source = make_source(config.source, MemoryStateStore())
+    source.check()
+    failed = False
+    try:
+        for target in targets:
+            sink = make_sink(target)
+            try:
+                sink.check()
+                report = run_verify(source, sink, thread_ids=threads or None)
+            finally:
+                sink.close()
+            click.echo(
+                f"{target.name}: {report.threads} threads, {report.checkpoints} checkpoints, "
+                f"{report.writes} writes, {len(report.differences)} differences"
+            )
+            for difference in report.differences:
+                click.echo(f"  {redact(str(difference))}")
+            failed = failed or not report.ok
+    finally:
+        source.close()
+    sys.exit(EXIT_PROBLEM if failed else 0)
