@@ -266,19 +266,21 @@ class Applier:
     def _apply_isolating(self, events: list[DataChange], origins: list[tuple[int, int]]) -> list[_Poison]:
         """Apply the batch; if the sink refuses it for good, find the events it refuses.
 
-        Retryable errors propagate (the supervisor backs off and the batch is replayed). A
-        permanent refusal is narrowed down thread by thread, so one poison event cannot stop
-        the other threads; the refused thread is paused from its first refused event on.
+        Retryable errors propagate (the supervisor backs off and the batch is replayed), and so does
+        anything that is not a ``ReplicatorError`` (a bug: the daemon stops). A permanent refusal
+        is narrowed down thread by thread, so one poison event cannot stop the other threads; the
+        refused thread is paused from its first refused event on.
         """
         try:
+            fault_point("applier.in_sink_apply")
             self.sink.apply(events)
             return []
         except ReplicatorError as exc:
             if exc.retry is Retry.TIMED:
                 raise
             first_error = str(exc)
-        except Exception as exc:
-            first_error = f"{type(exc).__name__}: {exc}"
+        # Any other exception is a bug, not a poison event: it propagates and stops the daemon
+        # (replicator.errors.classify) rather than parking a conversation in the dead-letter topic.
         log.warning(
             "sink refused a batch; isolating the poison events", target=self.sink.name, error=first_error
         )
@@ -310,8 +312,6 @@ class Applier:
                 if exc.retry is Retry.TIMED:
                     raise
                 return index, str(exc)
-            except Exception as exc:
-                return index, f"{type(exc).__name__}: {exc}"
         return None
 
     def _poison(self, record: Any, tp: TopicPartition, thread: str | None, reason: str) -> _Poison:

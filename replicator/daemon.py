@@ -23,7 +23,7 @@ from connectors.base import Source
 from connectors.registry import make_sink, make_source
 from replicator.applier import Applier
 from replicator.config import Config
-from replicator.errors import ReplicatorError, Retry
+from replicator.errors import ReplicatorError, Retry, classify
 from replicator.http import StatusServer
 from replicator.lifecycle import StageState, stage_transition
 from replicator.metrics import Metrics
@@ -262,22 +262,29 @@ class Daemon:
                 stage.run(self.stop_event)
                 status.move(StageState.STOPPED)
                 return
-            except ReplicatorError as exc:
+            except Exception as raised:
+                exc = classify(raised)
                 status.last_error = redact(str(exc))
                 if exc.retry is Retry.NO:
                     status.move(StageState.FAILED)
                     self.fatal = exc
-                    log.error(
-                        "stage failed; stopping", stage=name, kind=exc.kind.value, error=status.last_error
-                    )
+                    if exc is raised:
+                        log.error(
+                            "stage failed; stopping", stage=name, kind=exc.kind.value, error=status.last_error
+                        )
+                    else:  # a bug: the traceback goes to the log, the one-line reason to status
+                        log.error(
+                            "stage crashed on a bug; stopping",
+                            stage=name,
+                            kind=exc.kind.value,
+                            error=status.last_error,
+                            exc_info=raised,
+                        )
                     self.stop_event.set()
                     return
                 log.warning(
                     "stage interrupted; retrying", stage=name, kind=exc.kind.value, error=status.last_error
                 )
-            except Exception as exc:
-                status.last_error = redact(f"{type(exc).__name__}: {exc}")
-                log.exception("stage crashed; retrying", stage=name, error=status.last_error)
             finally:
                 if close is not None:
                     try:

@@ -60,3 +60,38 @@ def policy(kind: ErrorKind) -> Retry:
 
 def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, ReplicatorError) and exc.retry is Retry.TIMED
+
+
+def _io_families() -> tuple[type[BaseException], ...]:
+    """Exception families of the clients we drive whose members are I/O trouble, not bugs."""
+    import botocore.exceptions
+    import kafka.errors
+    import psycopg
+
+    return (
+        OSError,  # connection refused or reset, timeouts (socket.timeout, TimeoutError)
+        psycopg.OperationalError,
+        kafka.errors.KafkaError,
+        botocore.exceptions.BotoCoreError,  # connection, endpoint and read-timeout errors
+    )
+
+
+def classify(exc: BaseException) -> ReplicatorError:
+    """One rule for every stage: what an exception that stopped a stage means.
+
+    A ``ReplicatorError`` says itself (its kind decides: retry or stop). An I/O error a client
+    raised without our wrapping is transient: retried after a backoff like any lost connection.
+    Anything else (``TypeError``, ``KeyError``, ...) is a bug in the replicator: the daemon stops
+    loudly with the traceback in its log, instead of retrying it forever or dead-lettering a
+    user's conversation for it. Nothing is lost by stopping: positions trail durability, so the
+    next run resumes where the pipeline really was.
+    """
+    if isinstance(exc, ReplicatorError):
+        return exc
+    if isinstance(exc, _io_families()):
+        return ReplicatorError(ErrorKind.TARGET_UNREACHABLE, f"{type(exc).__name__}: {exc}")
+    return ReplicatorError(
+        ErrorKind.INTERNAL,
+        f"internal error (a bug in the replicator, please report it): {type(exc).__name__}: {exc}. "
+        "The daemon stopped; nothing is lost, a restart resumes from the last confirmed positions",
+    )

@@ -1,13 +1,16 @@
 """Named fault points: no-ops in production, switched on by tests to crash at exact places.
 
-``LGREPL_FAULT=<point>[:<n>][@<phase>]`` makes the process kill itself with SIGKILL the n-th
-time (default: the first) it reaches that point, which is what a pod eviction or an OOM kill
+``LGREPL_FAULT=<point>[:<n>][@<phase>][!raise]`` makes the process kill itself with SIGKILL the
+n-th time (default: the first) it reaches that point, which is what a pod eviction or an OOM kill
 does: no cleanup, no flush. With ``@<phase>`` only passes made while the source is in that
 phase count (``snapshot``: the initial copy; ``streaming``: reading the slot), so a test can
 aim at live changes without counting the snapshot's control events first.
 
 Every point is named in ``POINTS``; an unknown point in ``LGREPL_FAULT`` is refused when the
 first fault point is reached, so a misspelt test cannot pass by never firing.
+
+With ``!raise`` the point raises ``InjectedBug`` (a plain ``RuntimeError``, as an unforeseen bug
+would) instead of killing the process: the tests of the one rule for bugs use it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ POINTS = frozenset(
         "publisher.after_send",  # an event handed to the Kafka client, its ack not yet seen
         "publisher.after_produce",  # Kafka acknowledged a flush, the source not yet confirmed
         "publisher.before_confirm",  # about to confirm a source position (slot or snapshot chunk)
+        "applier.in_sink_apply",  # inside the sink's apply call, nothing of the batch written
         "applier.after_apply",  # the sink made a batch durable, its offsets not yet committed
         "applier.after_commit",  # offsets committed, the applied position not yet saved
         "applier.on_rebalance",  # partitions being revoked from this consumer
@@ -32,6 +36,7 @@ POINTS = frozenset(
 PHASES = frozenset({"snapshot", "streaming"})
 
 _spec = os.environ.get("LGREPL_FAULT", "")
+_spec, _, _action = _spec.partition("!")
 _spec, _, _phase = _spec.partition("@")
 _point, _, _count = _spec.partition(":")
 _remaining = int(_count) if _count.isdigit() else 1
@@ -41,6 +46,9 @@ _current_phase = ""
 def _check_spec() -> None:
     if _point and _point not in POINTS:
         sys.stderr.write(f"LGREPL_FAULT names unknown fault point {_point!r}; known: {sorted(POINTS)}\n")
+        os._exit(2)
+    if _action and _action != "raise":
+        sys.stderr.write(f"LGREPL_FAULT names unknown action {_action!r}; known: ['raise']\n")
         os._exit(2)
     if _phase and _phase not in PHASES:
         sys.stderr.write(f"LGREPL_FAULT names unknown phase {_phase!r}; known: {sorted(PHASES)}\n")
@@ -63,4 +71,10 @@ def fault_point(name: str) -> None:
         return
     _remaining -= 1
     if _remaining <= 0:
+        if _action == "raise":
+            raise InjectedBug(f"fault injected at {name}")
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+class InjectedBug(RuntimeError):
+    """What ``!raise`` raises: deliberately not a ReplicatorError, like a real bug."""

@@ -10,7 +10,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from connectors.registry import make_sink
-from replicator.state import PostgresStateStore
+from replicator.state import PostgresStateStore, open_state_store
 from tests.integration.harness import App, DaemonProcess, cli, compare, load, wait_caught_up, wait_for
 
 pytestmark = pytest.mark.integration
@@ -99,3 +99,31 @@ def test_event_the_target_refuses_is_dead_lettered(
     records = dead_letters(broker.bootstrap_servers, kafka_topic, 1)
     assert "pickle" in dict(records[0].headers)["lgr-reason"].decode()
     assert daemon.alive()
+
+
+def test_a_bug_stops_the_daemon_instead_of_parking_a_conversation(
+    app: App, config_path: Path, daemon: DaemonProcess
+) -> None:
+    """One rule for bugs: an exception that is not a ReplicatorError raised inside the sink's apply
+    stops the daemon (exit 1, the traceback in its log) instead of dead-lettering the thread or
+    being retried forever; a restart then resumes and nothing is lost."""
+    config = load(config_path)
+    app.converse("victim-of-a-bug")
+    daemon.start(LGREPL_FAULT="applier.in_sink_apply!raise")
+    assert daemon.wait(timeout=120) == 1
+    output = daemon.output()
+    assert "stage crashed on a bug; stopping" in output
+    assert "InjectedBug: fault injected at applier.in_sink_apply" in output
+    assert "Traceback" in output
+
+    state = open_state_store(config, create=False)
+    dead = state.get("deadletters:dynamo") or {}
+    state.close()
+    assert not dead.get("paused_threads") and not dead.get("count")
+
+    app.converse("after-the-fix")
+    daemon.start()
+    wait_caught_up(config, daemon)
+    report = compare(config)
+    assert report.ok, report.differences
+    assert report.threads >= 2
