@@ -1,7 +1,7 @@
 """Workload: real LangGraph conversations through PostgresSaver, multiplied at the SQL level.
 
 Running the real graph for every thread of a big data set would take most of the time budget,
-so a few hundred *template* threads are produced by the real app (``replicator.demo_app``: a
+so a few hundred *template* threads are produced by the real app (``replicator.embedded.demo_app``: a
 subgraph namespace, an interrupt that leaves pending writes, a parallel branch, unicode), and
 bulk data is made of copies of their rows under new thread ids (``INSERT ... SELECT``): every
 row is one the real saver wrote, byte for byte, only the thread id differs.
@@ -20,7 +20,7 @@ import psycopg
 from langgraph.checkpoint.postgres import PostgresSaver
 from psycopg.rows import dict_row
 
-from replicator.demo_app import build_graph, run_conversation
+from replicator.embedded.demo_app import build_graph, run_conversation
 
 TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
 

@@ -577,7 +577,7 @@ def _recommended(capture: Result | None, lag_runs: list[dict[str, Any]]) -> list
 def _method(results: list[Result]) -> str:
     return """## Method and deviations
 
-- Data: template threads come from the real LangGraph app (`replicator.demo_app`) through
+- Data: template threads come from the real LangGraph app (`replicator.embedded.demo_app`) through
   `PostgresSaver`; bulk data are SQL copies of their rows under new thread ids (`bench/data.py`),
   in the transaction shape each figure states. Figure 3 uses the real app only.
 - The savers' API baseline copies an evenly spread sample of the threads and is extrapolated by

@@ -1,6 +1,6 @@
 """Figure 3, end-to-end lag under a sustained app load: source commit to target durable.
 
-Several writer processes run the real LangGraph app (``replicator.demo_app``) through
+Several writer processes run the real LangGraph app (``replicator.embedded.demo_app``) through
 ``PostgresSaver`` at a paced total rate of checkpoints per second, while the daemon replicates.
 The daemon is the real one (``replicator run`` in a child process), with one bench-only addition:
 its ``Applier`` is subclassed to time every data event of every batch: Postgres' commit timestamp
@@ -41,7 +41,7 @@ def _writer(dsn: str, index: int, rate: float, seconds: float, start_at: float, 
     """One app instance: conversations of one turn (8 checkpoints each), paced to ``rate``."""
     from langgraph.checkpoint.postgres import PostgresSaver
 
-    from replicator.demo_app import build_graph, run_conversation
+    from replicator.embedded.demo_app import build_graph, run_conversation
 
     with data.connect(dsn) as conn:
         graph = build_graph(PostgresSaver(conn))

@@ -20,7 +20,6 @@ from psycopg.rows import dict_row
 from replicator import logs
 from replicator.config import parse_config
 from replicator.daemon import Daemon
-from replicator.demo_app import build_graph, run_conversation
 from replicator.embedded import (
     EmbeddedBroker,
     EmbeddedMoto,
@@ -28,6 +27,7 @@ from replicator.embedded import (
     create_dynamodb_table,
     create_s3_bucket,
 )
+from replicator.embedded.demo_app import build_graph, run_conversation
 from replicator.state import PostgresStateStore
 from replicator.status import collect, source_head
 

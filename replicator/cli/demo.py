@@ -12,6 +12,6 @@ import click
 @click.option("--turns", default=2, show_default=True, help="Turns per conversation.")
 def demo(threads: int, turns: int) -> None:
     """Start throwaway Postgres, Kafka-protocol broker and DynamoDB, replicate a live app, verify."""
-    from replicator.demo import run_demo
+    from replicator.embedded.demo import run_demo
 
     sys.exit(run_demo(threads=threads, turns=turns))

@@ -359,8 +359,8 @@ def test_demo_app_needs_fewer_blob_lookups(
     load) or all in one batch: inline channels cost no BatchGetItem keys (all of them would miss),
     and the target reads back the same whether they are looked up or not."""
     from connectors.langgraph import forms
-    from replicator.demo_app import build_graph as build_demo_graph
-    from replicator.demo_app import run_conversation
+    from replicator.embedded.demo_app import build_graph as build_demo_graph
+    from replicator.embedded.demo_app import run_conversation
 
     recorder = TransactionRecorder()
     graph = build_demo_graph(recorder)

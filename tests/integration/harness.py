@@ -22,7 +22,7 @@ from psycopg.rows import dict_row
 
 from connectors.registry import make_sink, make_source
 from replicator.config import Config, load_config
-from replicator.demo_app import build_graph, run_conversation
+from replicator.embedded.demo_app import build_graph, run_conversation
 from replicator.state import MemoryStateStore, open_state_store
 from replicator.status import collect, source_head
 from replicator.verify import VerifyReport, verify

@@ -17,8 +17,8 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from psycopg2.extras import LogicalReplicationConnection, ReplicationMessage
 
-from replicator import embedded
 from replicator.embedded import EmbeddedBroker, EmbeddedMoto, EmbeddedPostgres, free_port
+from replicator.embedded import services as embedded
 from replicator.errors import ErrorKind, ReplicatorError
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from replicator.embedded import _ProcessService
+from replicator.embedded.services import _ProcessService
 from replicator.errors import ErrorKind, ReplicatorError
 
 __all__ = ["DYNALITE_BIN_ENV", "EmbeddedDynalite", "dynalite_bin"]

@@ -49,7 +49,6 @@ def run_demo(threads: int = 20, turns: int = 2) -> int:
     from connectors.registry import make_sink, make_source
     from replicator import logs
     from replicator.daemon import Daemon
-    from replicator.demo_app import build_graph, run_conversation
     from replicator.embedded import (
         EmbeddedBroker,
         EmbeddedMoto,
@@ -57,6 +56,7 @@ def run_demo(threads: int = 20, turns: int = 2) -> int:
         create_dynamodb_table,
         create_s3_bucket,
     )
+    from replicator.embedded.demo_app import build_graph, run_conversation
     from replicator.state import MemoryStateStore, PostgresStateStore
     from replicator.status import collect, source_head
     from replicator.verify import verify
