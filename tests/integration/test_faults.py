@@ -74,13 +74,15 @@ FAULT_CASES = [
 ]
 # applier.on_rebalance (partitions being revoked) needs a second consumer in the group, which one
 # daemon never has: test_sigkill_during_a_consumer_rebalance_converges starts a second daemon.
-NOT_IN_THIS_MATRIX = {"applier.on_rebalance"}
+# applier.in_sink_apply is where test_deadletter raises a bug (``!raise``) into the sink's apply; a
+# SIGKILL there is the same as applier.after_apply with nothing written yet.
+NOT_IN_THIS_MATRIX = {"applier.on_rebalance", "applier.in_sink_apply"}
 
 
 def test_every_fault_point_is_named_and_in_the_matrix() -> None:
     root = Path(__file__).resolve().parents[2]
     used = set()
-    for path in [*root.glob("replicator/*.py"), *root.glob("connectors/**/*.py")]:
+    for path in [*root.glob("replicator/**/*.py"), *root.glob("connectors/**/*.py")]:
         used |= set(re.findall(r'fault_point\("([^"]+)"\)', path.read_text()))
     assert used == POINTS, f"fault_point() names and faults.POINTS differ: {used ^ POINTS}"
     matrix = {spec.split(":")[0].split("@")[0] for _, spec in FAULT_CASES}
