@@ -46,6 +46,7 @@ from urllib.parse import quote
 
 import msgspec
 
+from connectors.langgraph import forms
 from connectors.langgraph.batch import WholeCheckpoint, Write
 from connectors.langgraph.forms import Blob, BlobRef, CheckpointRef, WriteRef
 from replicator.errors import ErrorKind, ReplicatorError
@@ -178,14 +179,8 @@ def checkpoint_payload(value: WholeCheckpoint, where: str) -> bytes:
             f"{where}: a checkpoint of serde type {value.type!r} cannot become DynamoDBSaver's "
             "msgpack payload without decoding it (only msgpack can)",
         )
-    try:
-        return msgspec.msgpack.encode({"checkpoint": msgspec.Raw(value.data), "metadata": value.metadata})
-    except (OverflowError, TypeError, msgspec.EncodeError) as exc:
-        raise ReplicatorError(
-            ErrorKind.MALFORMED_EVENT,
-            f"{where} cannot be encoded as msgpack for DynamoDBSaver: {exc} "
-            "(msgpack savers cannot hold integers outside 64 bits)",
-        ) from None
+    payload = {"checkpoint": msgspec.Raw(value.data), "metadata": value.metadata}
+    return forms.encode(payload, f"{where} (DynamoDBSaver's payload)")
 
 
 def stored_checkpoint(payload: bytes, meta: Item, where: str) -> WholeCheckpoint:
