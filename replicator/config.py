@@ -262,7 +262,9 @@ def parse_config(data: dict[str, Any], origin: str = "config", env: dict[str, st
     try:
         return Config.model_validate(expanded)
     except ValidationError as exc:
-        raise ReplicatorError(ErrorKind.CONFIG, f"invalid config {origin}:\n{_describe(exc, expanded)}") from None
+        raise ReplicatorError(
+            ErrorKind.CONFIG, f"invalid config {origin}:\n{_describe(exc, expanded)}"
+        ) from None
 
 
 def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:

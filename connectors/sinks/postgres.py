@@ -145,7 +145,7 @@ class PostgresLayout:
                 conn = psycopg.connect(
                     self._dsn, autocommit=True, prepare_threshold=0, row_factory=dict_row, **self._options()
                 )
-            self._reader = PostgresSaver(conn)  # type: ignore[arg-type]
+            self._reader = PostgresSaver(conn)
         saver: BaseCheckpointSaver[str] = self._reader
         return saver
 
@@ -200,7 +200,7 @@ class PostgresLayout:
                 done = -1 if got is None or got[0] is None else int(got[0])
             if done < len(MIGRATIONS) - 1:
                 _log.info("creating PostgresSaver's tables", sink=self.name, where=self._where())
-                PostgresSaver(conn).setup()  # type: ignore[arg-type]
+                PostgresSaver(conn).setup()
         self._ready = True
 
     @contextmanager
@@ -235,7 +235,8 @@ class PostgresLayout:
         hint = _HINTS.get(kind)
         return ReplicatorError(
             kind,
-            f"target {self.name!r} ({self._where()}): {what}: {code}{message}" + (f" ({hint})" if hint else ""),
+            f"target {self.name!r} ({self._where()}): {what}: {code}{message}"
+            + (f" ({hint})" if hint else ""),
         )
 
 

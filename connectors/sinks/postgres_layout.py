@@ -34,13 +34,14 @@ TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
 
 DELETE_THREADS = tuple(f"DELETE FROM {table} WHERE thread_id = ANY(%s)" for table in TABLES)
 
-DELETE_CHECKPOINT = "DELETE FROM checkpoints WHERE thread_id = %s AND checkpoint_ns = %s AND checkpoint_id = %s"
-DELETE_BLOB = (
-    "DELETE FROM checkpoint_blobs WHERE thread_id = %s AND checkpoint_ns = %s AND channel = %s AND version = %s"
-)
-DELETE_WRITE = (
-    "DELETE FROM checkpoint_writes WHERE thread_id = %s AND checkpoint_ns = %s AND checkpoint_id = %s "
-    "AND task_id = %s AND idx = %s"
+_KEY = {
+    "checkpoints": ("thread_id", "checkpoint_ns", "checkpoint_id"),
+    "checkpoint_blobs": ("thread_id", "checkpoint_ns", "channel", "version"),
+    "checkpoint_writes": ("thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx"),
+}
+DELETE_CHECKPOINT, DELETE_BLOB, DELETE_WRITE = (
+    f"DELETE FROM {table} WHERE " + " AND ".join(f"{column} = %s" for column in _KEY[table])
+    for table in TABLES
 )
 
 # %b: bytea travels in binary, never through a text (hex) form.
@@ -52,7 +53,8 @@ INSERT_BLOB = """
 
 # PostgresSaver's upsert; the parent is set too, so that the row is the source's row.
 UPSERT_CHECKPOINT = """
-    INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
+    INSERT INTO checkpoints
+        (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
     VALUES (%s, %s, %s, %s, %s, %s)
     ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET
         parent_checkpoint_id = EXCLUDED.parent_checkpoint_id,

@@ -99,7 +99,7 @@ class SqliteLayout:
         return found
 
     def stored_checkpoint(self, ref: CheckpointRef) -> WholeCheckpoint | None:
-        t, ns, cid = ref
+        t, _, cid = ref
         with self._cursor(f"reading checkpoint {cid} of thread {t!r}") as cur:
             row = cur.execute(
                 "SELECT parent_checkpoint_id, type, checkpoint, metadata FROM checkpoints "

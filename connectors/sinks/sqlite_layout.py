@@ -44,21 +44,27 @@ CREATE_BLOB_TABLE = f"""
 """
 TABLES = ("checkpoints", "writes", BLOB_TABLE)
 
+_KEY = {
+    "checkpoints": ("thread_id", "checkpoint_ns", "checkpoint_id"),
+    "writes": ("thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx"),
+    BLOB_TABLE: ("thread_id", "checkpoint_ns", "channel", "version"),
+}
 DELETE_THREAD = tuple(f"DELETE FROM {table} WHERE thread_id = ?" for table in TABLES)
-DELETE_CHECKPOINT = "DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"
-DELETE_WRITE = (
-    "DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ? AND task_id = ? AND idx = ?"
+DELETE_CHECKPOINT, DELETE_WRITE, DELETE_BLOB = (
+    f"DELETE FROM {table} WHERE " + " AND ".join(f"{column} = ?" for column in _KEY[table])
+    for table in TABLES
 )
-DELETE_BLOB = f"DELETE FROM {BLOB_TABLE} WHERE thread_id = ? AND checkpoint_ns = ? AND channel = ? AND version = ?"
 INSERT_BLOB = (
     f"INSERT OR IGNORE INTO {BLOB_TABLE} (thread_id, checkpoint_ns, channel, version, type, blob) "
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
 PUT_CHECKPOINT = (
-    "INSERT OR REPLACE INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, "
-    "checkpoint, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT OR REPLACE INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, "
+    "type, checkpoint, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-_WRITE = "INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value) "
+_WRITE = (
+    "INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value) "
+)
 REPLACE_WRITE = f"INSERT OR REPLACE {_WRITE}VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 INSERT_WRITE = f"INSERT OR IGNORE {_WRITE}VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 

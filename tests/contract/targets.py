@@ -136,7 +136,9 @@ class PostgresStore:
                         (f'"{self.schema}"."{table}"',),
                     )
                 ]
-                query = sql.SQL("SELECT * FROM {}.{}").format(sql.Identifier(self.schema), sql.Identifier(table))
+                query = sql.SQL("SELECT * FROM {}.{}").format(
+                    sql.Identifier(self.schema), sql.Identifier(table)
+                )
                 with conn.cursor(row_factory=dict_row) as cur:
                     for row in cur.execute(query):
                         out[f"{table} " + " | ".join(str(row[k]) for k in keys)] = row
@@ -185,7 +187,8 @@ class SqliteStore:
             tables = [
                 r[0]
                 for r in conn.execute(
-                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY 1"
+                    "SELECT name FROM sqlite_master WHERE type = 'table' "
+                    "AND name NOT LIKE 'sqlite_%' ORDER BY 1"
                 )
             ]
             for table in tables:

@@ -46,7 +46,9 @@ def write_config(
     ``bucket``) unless ``target`` gives another ``[[targets]]`` section."""
     suffix = uuid.uuid4().hex[:8]
     bucket_line = f's3_bucket = "{bucket}"' if bucket else ""
-    target = target or f"""
+    target = (
+        target
+        or f"""
 [[targets]]
 name = "dynamo"
 kind = "dynamodb"
@@ -55,6 +57,7 @@ region = "us-east-1"
 endpoint_url = "{endpoint}"
 {bucket_line}
 """
+    )
     path.write_text(
         f"""
 [source]

@@ -77,9 +77,7 @@ def target(request: pytest.FixtureRequest, pg: EmbeddedPostgres, tmp_path: Path)
 
 
 @pytest.fixture
-def target_config(
-    tmp_path: Path, pg_dsn: str, broker: Any, kafka_topic: str, target: Target
-) -> Path:
+def target_config(tmp_path: Path, pg_dsn: str, broker: Any, kafka_topic: str, target: Target) -> Path:
     return write_config(
         tmp_path / "replicator.toml",
         dsn=pg_dsn,
