@@ -341,7 +341,7 @@ def _holds_bytes(value: Any, data: bytes) -> bool:
 
 
 @contract()
-def unsupported_blob_type_is_a_malformed_event(target: SinkTarget) -> None:
+def blob_type_a_whole_form_cannot_splice(target: SinkTarget) -> None:
     """A whole-form target cannot splice a pickled value into its checkpoint without decoding it:
     the batch is refused as malformed and nothing of it is written. A split-form target stores
     the blob as the source did (its saver holds any serde type), bytes untouched."""
