@@ -16,6 +16,8 @@ from replicator.errors import ErrorKind, ReplicatorError
 if TYPE_CHECKING:
     from connectors.base import Sink, Source
     from connectors.sinks.dynamodb_config import DynamoDBTargetConfig
+    from connectors.sinks.postgres_config import PostgresTargetConfig
+    from connectors.sinks.sqlite_config import SqliteTargetConfig
     from replicator.config import SourceConfig, TargetConfig
     from replicator.state import StateStore
 
@@ -36,7 +38,19 @@ def _dynamodb(config: DynamoDBTargetConfig) -> Sink:
     )
 
 
-SINKS: dict[str, Callable[[Any], Sink]] = {"dynamodb": _dynamodb}
+def _postgres(config: PostgresTargetConfig) -> Sink:
+    from connectors.sinks.postgres import PostgresSink
+
+    return PostgresSink(config.name, config.dsn.get_secret_value(), config.schema_name)
+
+
+def _sqlite(config: SqliteTargetConfig) -> Sink:
+    from connectors.sinks.sqlite import SqliteSink
+
+    return SqliteSink(config.name, config.path)
+
+
+SINKS: dict[str, Callable[[Any], Sink]] = {"dynamodb": _dynamodb, "postgres": _postgres, "sqlite": _sqlite}
 
 
 def source_class(kind: str) -> Any:

@@ -17,6 +17,8 @@ from pydantic import Discriminator, Field, SecretStr, Tag, ValidationError, fiel
 
 from connectors.config import StrictModel
 from connectors.sinks.dynamodb_config import DynamoDBTargetConfig
+from connectors.sinks.postgres_config import PostgresTargetConfig
+from connectors.sinks.sqlite_config import SqliteTargetConfig
 from connectors.sources.postgres.config import PostgresSourceConfig
 from replicator.errors import ErrorKind, ReplicatorError
 
@@ -26,8 +28,10 @@ __all__ = [
     "KafkaConfig",
     "PostgresSourceConfig",
     "PostgresStateConfig",
+    "PostgresTargetConfig",
     "SourceConfig",
     "SqliteStateConfig",
+    "SqliteTargetConfig",
     "StateConfig",
     "TargetConfig",
     "load_config",
@@ -102,10 +106,14 @@ class KafkaConfig(_Strict):
 
 
 TargetConfig = Annotated[
-    Union[Annotated[DynamoDBTargetConfig, Tag("dynamodb")]],  # noqa: UP007
+    Union[  # noqa: UP007
+        Annotated[DynamoDBTargetConfig, Tag("dynamodb")],
+        Annotated[PostgresTargetConfig, Tag("postgres")],
+        Annotated[SqliteTargetConfig, Tag("sqlite")],
+    ],
     Discriminator(_kind_of("dynamodb")),
 ]
-TARGET_KINDS = ("dynamodb",)
+TARGET_KINDS = ("dynamodb", "postgres", "sqlite")
 
 
 class PostgresStateConfig(_Strict):
@@ -219,7 +227,18 @@ def _location(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
     return loc
 
 
-def _describe(error: ValidationError) -> str:
+def _target_named(data: Any, loc: tuple[int | str, ...]) -> str:
+    """`` (in target 'name')`` when ``loc`` is inside a ``[[targets]]`` entry that has a name."""
+    if len(loc) < 2 or loc[0] != "targets" or not isinstance(loc[1], int) or not isinstance(data, dict):
+        return ""
+    targets = data.get("targets")
+    if not isinstance(targets, list) or loc[1] >= len(targets) or not isinstance(targets[loc[1]], dict):
+        return ""
+    name = targets[loc[1]].get("name")
+    return f" (in target {name!r})" if isinstance(name, str) else ""
+
+
+def _describe(error: ValidationError, data: Any = None) -> str:
     lines = []
     for item in error.errors():
         loc = _location(tuple(item["loc"]))
@@ -234,7 +253,7 @@ def _describe(error: ValidationError) -> str:
             message = "unknown key (check the spelling)"
         elif item["type"] == "missing":
             message = "required key is missing"
-        lines.append(f"  {location}: {message}")
+        lines.append(f"  {location}: {message}{_target_named(data, loc)}")
     return "\n".join(lines)
 
 
@@ -243,7 +262,9 @@ def parse_config(data: dict[str, Any], origin: str = "config", env: dict[str, st
     try:
         return Config.model_validate(expanded)
     except ValidationError as exc:
-        raise ReplicatorError(ErrorKind.CONFIG, f"invalid config {origin}:\n{_describe(exc)}") from None
+        raise ReplicatorError(
+            ErrorKind.CONFIG, f"invalid config {origin}:\n{_describe(exc, expanded)}"
+        ) from None
 
 
 def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:

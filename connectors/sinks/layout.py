@@ -66,6 +66,7 @@ class LayeredSink:
     def __init__(self, layout: Layout, blob_cache_bytes: int = 64 * 1024 * 1024) -> None:
         self.layout = layout
         self.name = layout.name
+        self.form: Form = layout.form  # for callers that treat split and whole targets apart
         self.cache = BlobCache(blob_cache_bytes)
         self.missing_blobs = 0
         self.missing_payloads = 0

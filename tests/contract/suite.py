@@ -25,6 +25,7 @@ import structlog.testing
 from langchain_core.messages import AIMessage, HumanMessage
 
 from connectors.base import Sink
+from connectors.langgraph.forms import Form
 from replicator.errors import ErrorKind, ReplicatorError
 from replicator.events import (
     BlobChange,
@@ -59,9 +60,11 @@ Dump = Mapping[str, Any]
 
 
 class ContractSink(Sink, Protocol):
-    """A sink as the suite drives it: the Sink protocol plus its count of channel values a
-    checkpoint should have had but whose blob was not found (0 for sinks that store no blobs)."""
+    """A sink as the suite drives it: the Sink protocol, the form its saver stores, and its count
+    of channel values a checkpoint should have had but whose blob was not found (only a whole-form
+    sink, which assembles checkpoints from blobs, can find one missing)."""
 
+    form: Form
     missing_blobs: int
 
 
@@ -326,16 +329,37 @@ def unchanged_toast_keeps_the_stored_part(target: SinkTarget) -> None:
     assert got is not None and got.checkpoint == ckpt and got.metadata == {"step": 0, "v": "3rd"}
 
 
+def _holds_bytes(value: Any, data: bytes) -> bool:
+    """Whether a dump value (a row, an item, an object) holds ``data`` as one of its parts."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value) == data
+    if isinstance(value, Mapping):
+        return any(_holds_bytes(v, data) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_holds_bytes(v, data) for v in value)
+    return False
+
+
 @contract()
-def unsupported_blob_type_is_a_malformed_event(target: SinkTarget) -> None:
+def blob_type_a_whole_form_cannot_splice(target: SinkTarget) -> None:
+    """A whole-form target cannot splice a pickled value into its checkpoint without decoding it:
+    the batch is refused as malformed and nothing of it is written. A split-form target stores
+    the blob as the source did (its saver holds any serde type), bytes untouched."""
     t = "pickled"
     conf, ckpt, new = hand_checkpoint(t, "", {"obj": {"a": 1}})
     blob, checkpoint = put_events(conf, ckpt, {"step": 0}, new)
     assert isinstance(blob, BlobChange)
     pickled = BlobChange(Op.UPSERT, blob.key, src(), type="pickle", data=b"\x80\x04N.")
     store = target.new_store()
+    sink = store.sink()
+    if sink.form is Form.SPLIT:
+        sink.apply([pickled, checkpoint])
+        dump = store.dump()
+        assert [k for k, v in dump.items() if _holds_bytes(v, b"\x80\x04N.") and t in k]
+        assert list(sink.thread_ids()) == [t]
+        return
     with pytest.raises(ReplicatorError) as err:
-        store.sink().apply([pickled, checkpoint])
+        sink.apply([pickled, checkpoint])
     assert err.value.kind is ErrorKind.MALFORMED_EVENT
     for part in (t, ckpt["id"], "obj", "pickle"):
         assert part in str(err.value)
@@ -634,13 +658,18 @@ def missing_blob_after_the_thread_was_deleted(target: SinkTarget) -> None:
     sink.apply([checkpoint, ThreadDeletion(t, src())])
     assert dict(store.dump()) == {}
 
-    # replay from the checkpoint on: its blob is gone, the checkpoint is written without it
+    # replay from the checkpoint on: its blob is gone, the checkpoint is written without it. A
+    # whole-form sink assembles it, finds the blob missing, counts and warns; a split-form sink
+    # stores the checkpoint's references as they are and its saver finds no blob behind them.
     replay = store.sink()
     with structlog.testing.capture_logs() as logs:
         replay.apply([checkpoint])
-    assert replay.missing_blobs == 1
     warnings = [e for e in logs if e["log_level"] == "warning"]
-    assert len(warnings) == 1 and warnings[0]["thread_id"] == t and "memo" in warnings[0]["channels"]
+    if replay.form is Form.WHOLE:
+        assert replay.missing_blobs == 1
+        assert len(warnings) == 1 and warnings[0]["thread_id"] == t and "memo" in warnings[0]["channels"]
+    else:
+        assert replay.missing_blobs == 0 and warnings == []
     got = replay.saver().get_tuple(saver_config(t))
     assert got is not None and got.checkpoint["channel_values"] == {"n": 5}
     replay.apply([ThreadDeletion(t, src())])

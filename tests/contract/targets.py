@@ -2,18 +2,28 @@
 
 A DynamoDB store is a fresh table (on moto or dynalite) plus a fresh S3 bucket on moto for the
 values over the item limit; its dump is every item of the table and every object of the bucket.
+A Postgres store is a fresh database (PostgresSaver's tables in a schema of it), a SQLite store
+a fresh file; their dumps are every row of every table, keyed by table and primary key.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
-from dataclasses import dataclass
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
 
 from connectors.sinks.dynamodb import DynamoDBSink
-from replicator.embedded import create_dynamodb_table, create_s3_bucket
+from connectors.sinks.postgres import PostgresSink
+from connectors.sinks.sqlite import SqliteSink
+from replicator.embedded import EmbeddedPostgres, create_dynamodb_table, create_s3_bucket
 
 REGION = "us-east-1"
 S3_KEY_PREFIX = "app/lg"
@@ -88,3 +98,115 @@ class DynamoDBTarget:
         create_dynamodb_table(self.ddb_endpoint, table, REGION)
         create_s3_bucket(self.s3_endpoint, bucket, REGION)
         return DynamoDBStore(self.ddb_endpoint, self.s3_endpoint, table, bucket)
+
+
+# --------------------------------------------------------------------------- Postgres
+
+
+@dataclass(frozen=True)
+class PostgresStore:
+    """A fresh database with an empty schema; PostgresSaver's tables appear when a sink needs them.
+    Its dump is every row of every table of that schema but the saver's migration versions
+    (schema bookkeeping, there before the first event)."""
+
+    dsn: str
+    schema: str
+
+    def sink(self) -> PostgresSink:
+        return PostgresSink("contract", self.dsn, self.schema)
+
+    def dump(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            tables = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+                    "AND table_name <> 'checkpoint_migrations' ORDER BY 1",
+                    (self.schema,),
+                )
+            ]
+            for table in tables:
+                keys = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+                        "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = %s::regclass AND i.indisprimary "
+                        "ORDER BY array_position(i.indkey, a.attnum)",
+                        (f'"{self.schema}"."{table}"',),
+                    )
+                ]
+                query = sql.SQL("SELECT * FROM {}.{}").format(
+                    sql.Identifier(self.schema), sql.Identifier(table)
+                )
+                with conn.cursor(row_factory=dict_row) as cur:
+                    for row in cur.execute(query):
+                        out[f"{table} " + " | ".join(str(row[k]) for k in keys)] = row
+        return out
+
+
+@dataclass
+class PostgresTarget:
+    """PostgresSaver's tables in schema ``lg`` of a fresh database per store, on the session's
+    cluster; the databases are dropped by the fixture."""
+
+    name: str
+    pg: EmbeddedPostgres
+    databases: list[str] = field(default_factory=list)
+
+    def new_store(self) -> PostgresStore:
+        database = f"c_{uuid.uuid4().hex[:12]}"
+        dsn = self.pg.create_database(database)
+        self.databases.append(database)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE SCHEMA lg")
+        return PostgresStore(dsn, "lg")
+
+    def drop_all(self) -> None:
+        for database in self.databases:
+            self.pg.drop_database(database)
+
+
+# --------------------------------------------------------------------------- SQLite
+
+
+@dataclass(frozen=True)
+class SqliteStore:
+    """A SQLite file not yet created; its dump is every row of every table in it."""
+
+    path: Path
+
+    def sink(self) -> SqliteSink:
+        return SqliteSink("contract", str(self.path))
+
+    def dump(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {}
+        out: dict[str, Any] = {}
+        with closing(sqlite3.connect(self.path)) as conn:
+            tables = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' "
+                    "AND name NOT LIKE 'sqlite_%' ORDER BY 1"
+                )
+            ]
+            for table in tables:
+                info = conn.execute(f'PRAGMA table_info("{table}")').fetchall()
+                columns = [c[1] for c in info]
+                keys = [c[1] for c in sorted(info, key=lambda c: c[5]) if c[5] > 0]
+                for values in conn.execute(f'SELECT * FROM "{table}"'):
+                    row = dict(zip(columns, values, strict=True))
+                    out[f"{table} " + " | ".join(str(row[k]) for k in keys)] = row
+        return out
+
+
+@dataclass(frozen=True)
+class SqliteTarget:
+    """A new SQLite file per store in ``directory``."""
+
+    name: str
+    directory: Path
+
+    def new_store(self) -> SqliteStore:
+        return SqliteStore(self.directory / f"c-{uuid.uuid4().hex[:12]}.sqlite")

@@ -34,15 +34,30 @@ def write_config(
     dsn: str,
     bootstrap: str,
     topic: str,
-    endpoint: str,
-    table: str,
-    bucket: str | None,
+    endpoint: str = "",
+    table: str = "",
+    bucket: str | None = None,
     partitions: int = 4,
     extra_source: str = "",
     extra: str = "",
+    target: str | None = None,
 ) -> Path:
+    """A config for the real services; the target is DynamoDB (``endpoint``, ``table``,
+    ``bucket``) unless ``target`` gives another ``[[targets]]`` section."""
     suffix = uuid.uuid4().hex[:8]
     bucket_line = f's3_bucket = "{bucket}"' if bucket else ""
+    target = (
+        target
+        or f"""
+[[targets]]
+name = "dynamo"
+kind = "dynamodb"
+table = "{table}"
+region = "us-east-1"
+endpoint_url = "{endpoint}"
+{bucket_line}
+"""
+    )
     path.write_text(
         f"""
 [source]
@@ -60,13 +75,7 @@ partitions = {partitions}
 group_prefix = "g-{suffix}"
 session_timeout_ms = 6000
 
-[[targets]]
-name = "dynamo"
-kind = "dynamodb"
-table = "{table}"
-region = "us-east-1"
-endpoint_url = "{endpoint}"
-{bucket_line}
+{target}
 
 [log]
 format = "json"
