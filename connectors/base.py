@@ -12,6 +12,7 @@ them for people, reports its own head and health, and resets itself.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from replicator.events import ChangeEvent, Committed, DataChange
@@ -19,6 +20,8 @@ from replicator.lifecycle import SnapshotState
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
+
+    from replicator.migration import MigrationRecord
 
 
 class SaverView(Protocol):
@@ -97,5 +100,54 @@ class Sink(SaverView, Protocol):
         Must be idempotent: applying any suffix of a stream again leaves the store as it was.
         """
         ...
+
+    def close(self) -> None: ...
+
+
+class Fence(Protocol):
+    """What a switch may do while it holds a source's exclusive fence."""
+
+    record: MigrationRecord
+    fenced_at: float  # time.monotonic() when the fence was taken: the pause starts here
+
+    def mark(self) -> int:
+        """A position at or past every write the source accepted before the fence, also sent
+        through the change stream (so the drain sees it without waiting for a heartbeat)."""
+        ...
+
+    def commit(self, record: MigrationRecord) -> None:
+        """Store ``record``; every app follows it once the fence is released."""
+        ...
+
+
+class Switchboard(Protocol):
+    """A source's migration record and fences, where every app instance and command reach them.
+
+    ``app_write`` is the shared side (each app write holds it for its own transaction, with the
+    source saver's statements inside it); ``fence`` is the exclusive side a switch holds while
+    it drains. See connectors/sources/postgres/switchboard.py for the Postgres one.
+    """
+
+    def record(self) -> MigrationRecord: ...
+
+    def saver(self) -> BaseCheckpointSaver[str]:
+        """The source's official saver, whose writes join ``app_write``'s transaction."""
+        ...
+
+    def app_write(self) -> AbstractContextManager[MigrationRecord]: ...
+
+    def fence(self, timeout: float) -> AbstractContextManager[Fence]:
+        """Raises ``replicator.migration.Refused`` when in-flight writes outlast ``timeout``."""
+        ...
+
+    def changed_threads(self, since_id: str) -> set[str]:
+        """Threads with a checkpoint or write whose id sorts after ``since_id``."""
+        ...
+
+    def namespaces(self, threads: list[str]) -> list[tuple[str, str]]:
+        """(thread, namespace) pairs of ``threads``; ``(thread, "")`` for a thread with none."""
+        ...
+
+    def drop(self) -> list[str]: ...
 
     def close(self) -> None: ...

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from replicator.errors import ErrorKind, ReplicatorError
 
 if TYPE_CHECKING:
-    from connectors.base import Sink, Source
+    from connectors.base import Sink, Source, Switchboard
     from connectors.sinks.dynamodb_config import DynamoDBTargetConfig
     from connectors.sinks.postgres_config import PostgresTargetConfig
     from connectors.sinks.sqlite_config import SqliteTargetConfig
@@ -66,6 +66,22 @@ def source_class(kind: str) -> Any:
 def make_source(config: SourceConfig, state: StateStore) -> Source:
     source: Source = source_class(config.kind)(config, state)
     return source
+
+
+SWITCHBOARDS: dict[str, str] = {"postgres": "connectors.sources.postgres.switchboard:PostgresSwitchboard"}
+
+
+def make_switchboard(config: SourceConfig, *, autocreate: bool = True) -> Switchboard:
+    """The migration record and fences of the configured source (cutover, rollback, routing)."""
+    if config.kind not in SWITCHBOARDS:
+        raise ReplicatorError(
+            ErrorKind.CONFIG,
+            f"source.kind {config.kind!r} cannot be cut over yet; "
+            f"cutover needs one of: {', '.join(SWITCHBOARDS)}",
+        )
+    module, name = SWITCHBOARDS[config.kind].split(":")
+    board: Switchboard = getattr(import_module(module), name)(config, autocreate=autocreate)
+    return board
 
 
 def position_format(config: SourceConfig) -> Callable[[int], str]:

@@ -221,6 +221,10 @@ class Applier:
                     continue
                 below = applied_below(below, event)
                 if isinstance(event, Control):
+                    # A heartbeat says everything committed by its time is here: the partition
+                    # is applied up to that time too (status's lag in seconds reads it).
+                    if event.source.commit_ts:
+                        commit_ts = max(commit_ts, event.source.commit_ts)
                     continue
                 if event.source.commit_ts:
                     commit_ts = event.source.commit_ts

@@ -11,6 +11,7 @@ import sys
 import click
 
 from replicator.cli.common import EXIT_ERROR, EXIT_PROBLEM, fail
+from replicator.cli.cutover import cutover, finish, rollback
 from replicator.cli.demo import demo
 from replicator.cli.reset import reset
 from replicator.cli.run import check, run
@@ -18,7 +19,7 @@ from replicator.cli.status import status
 from replicator.cli.verify import verify
 from replicator.errors import ReplicatorError
 
-COMMANDS: tuple[click.Command, ...] = (run, check, status, verify, reset, demo)
+COMMANDS: tuple[click.Command, ...] = (run, check, status, verify, cutover, rollback, finish, reset, demo)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

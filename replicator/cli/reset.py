@@ -5,19 +5,14 @@ from __future__ import annotations
 import click
 
 from replicator.cli.common import config_option, fail, load
+from replicator.config import Config
 
 
-@click.command()
-@config_option
-@click.option("--yes", is_flag=True, help="Confirm: drop the slot and every saved position.")
-def reset(config_path: str, yes: bool) -> None:
-    """Drop the replication slot and saved positions, so the next run copies everything anew."""
+def forget(config: Config) -> list[str]:
+    """Drop what the source keeps for the replicator and every saved position; what was dropped."""
     from connectors.registry import make_source
     from replicator.state import open_state_store
 
-    config = load(config_path)
-    if not yes:
-        fail("reset drops the replication slot and every saved position; add --yes to confirm")
     state = open_state_store(config, create=False)
     source = make_source(config.source, state)
     try:
@@ -26,4 +21,16 @@ def reset(config_path: str, yes: bool) -> None:
     finally:
         source.close()
         state.close()
+    return dropped
+
+
+@click.command()
+@config_option
+@click.option("--yes", is_flag=True, help="Confirm: drop the slot and every saved position.")
+def reset(config_path: str, yes: bool) -> None:
+    """Drop the replication slot and saved positions, so the next run copies everything anew."""
+    config = load(config_path)
+    if not yes:
+        fail("reset drops the replication slot and every saved position; add --yes to confirm")
+    dropped = forget(config)
     click.echo(f"dropped {' and '.join(dropped)} and saved positions; the next run starts with a full copy")

@@ -213,3 +213,16 @@ def assert_equal(config: Config, *, threads: int) -> VerifyReport:
     assert report.ok, "\n".join(str(d) for d in report.differences)
     assert report.threads == threads
     return report
+
+
+def move_phase(config_path: Path, *phases: Any, target: str = "dynamo", **changes: Any) -> None:
+    """Commit phases of the migration record directly, under the source's fence (test set-up)."""
+    from connectors.registry import make_switchboard
+
+    board = make_switchboard(load(config_path).source)
+    try:
+        with board.fence(10) as fence:
+            for phase in phases:
+                fence.commit(fence.record.moved(phase, target=target, **changes))
+    finally:
+        board.close()

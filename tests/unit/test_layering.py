@@ -62,7 +62,19 @@ def test_the_pipeline_knows_no_store() -> None:
     through connectors.base and the registry: no SQL, no AWS, no store's module."""
     pipeline = [
         ROOT / f"replicator/{name}.py"
-        for name in ("publisher", "applier", "status", "daemon", "events", "codec", "lifecycle", "metrics")
+        for name in (
+            "publisher",
+            "applier",
+            "status",
+            "daemon",
+            "events",
+            "codec",
+            "lifecycle",
+            "metrics",
+            "migration",
+            "routing",
+            "cutover",
+        )
     ]
     forbidden = ("psycopg", "psycopg2", "boto3", "botocore", "connectors.sources", "connectors.sinks")
     assert _offenders(pipeline, forbidden) == {}

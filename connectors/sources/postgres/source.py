@@ -37,7 +37,7 @@ from connectors.sources.postgres.setup import (
     slot_status,
 )
 from connectors.sources.postgres.snapshot import SnapshotCursor, count_rows, read_snapshot
-from connectors.sources.postgres.stream import ReplicationConnection
+from connectors.sources.postgres.stream import MARKER_PREFIX, ReplicationConnection
 from replicator.config import PostgresSourceConfig
 from replicator.errors import ErrorKind, ReplicatorError
 from replicator.events import (
@@ -313,6 +313,14 @@ class PostgresSource:
                     event = refetched
                 fault_point("source.after_read")
                 yield event
+            elif isinstance(msg, pgoutput.Message) and not in_tx and msg.prefix == MARKER_PREFIX:
+                # A cutover's marker: everything committed before it was sent, so it is a
+                # heartbeat now (the cutover's drain need not wait for the next regular one).
+                position = max(last_end, msg.lsn)
+                beat = SourceMeta(position=position, commit_ts=time.time())
+                yield Control(kind=ControlKind.HEARTBEAT, source=beat)
+                yield Committed(position=position, commit_ts=beat.commit_ts)
+                last_heartbeat = time.monotonic()
             elif isinstance(msg, pgoutput.Truncate):
                 names = [
                     decoder.relations.get(oid).name for oid in msg.relation_oids if oid in decoder.relations

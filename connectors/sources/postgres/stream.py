@@ -26,6 +26,9 @@ from replicator.errors import ErrorKind, ReplicatorError
 from replicator.redact import redact
 
 # SQLSTATEs of START_REPLICATION, decided by code, never by message text.
+# Prefix of the non-transactional logical message a cutover's fence emits as its marker.
+MARKER_PREFIX = "langgraph_replicator"
+
 _UNDEFINED_OBJECT = "42704"  # the slot does not exist
 _OBJECT_IN_USE = "55006"  # "replication slot ... is active for PID ...": a previous walsender
 _RETRYABLE_CLASSES = ("08", "53", "57")  # connection, insufficient resources, operator intervention
@@ -100,7 +103,12 @@ class ReplicationConnection:
                 slot_name=self.slot,
                 decode=False,
                 start_lsn=0,
-                options={"proto_version": "1", "publication_names": self.publication, "binary": "true"},
+                options={
+                    "proto_version": "1",
+                    "publication_names": self.publication,
+                    "binary": "true",
+                    "messages": "true",  # the cutover marker (pg_logical_emit_message)
+                },
             )
         except psycopg2.Error as exc:
             raise ReplicatorError(

@@ -1,0 +1,181 @@
+"""The migration record and the fence of a Postgres source, in the source database itself.
+
+One row in ``langgraph_replicator.migration``, read by every app instance (``RoutingSaver``)
+and by the ``cutover`` / ``rollback`` commands. The row is also the fence: every routing-saver
+write holds ``SELECT ... FOR SHARE`` on it for its own transaction, and a switch holds
+``SELECT ... FOR UPDATE`` while it drains. A row lock is what lets many app processes on many
+machines switch together with no message between them: a write that arrives during the
+switch waits on the lock, and when the switch commits, its ``FOR SHARE`` re-reads the committed
+row (READ COMMITTED follows the update chain), so the first write after the switch already
+goes to the new store.
+
+PostgresSaver runs its statements through ``conn.pipeline()`` on the connection it is given;
+inside the open ``conn.transaction()`` of ``app_write`` they are part of that transaction
+(tests/integration/test_cutover.py checks that a rolled-back routing write leaves no row).
+
+The fence's marker is a non-transactional ``pg_logical_emit_message``: it travels the slot in
+commit order after every write the source accepted before the fence, and the source turns it
+into an immediate heartbeat (``stream.MARKER_PREFIX``), so a drain does not wait for the
+regular one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from langgraph.checkpoint.postgres import PostgresSaver
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from connectors.sources.postgres.config import PostgresSourceConfig
+from connectors.sources.postgres.setup import connect
+from connectors.sources.postgres.stream import MARKER_PREFIX
+from replicator.errors import ErrorKind, ReplicatorError
+from replicator.migration import MigrationRecord, Refused
+from replicator.state import STATE_SCHEMA
+
+TABLE = f"{STATE_SCHEMA}.migration"
+
+
+def ensure_table(conn: psycopg.Connection[Any]) -> None:
+    """Create the schema, table and its single row if missing (idempotent)."""
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}")
+    conn.execute(
+        f"""CREATE TABLE IF NOT EXISTS {TABLE} (
+            id boolean PRIMARY KEY DEFAULT true CHECK (id),
+            record jsonb NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now())"""
+    )
+    conn.execute(
+        f"INSERT INTO {TABLE} (record) VALUES (%s::jsonb) ON CONFLICT (id) DO NOTHING",
+        (json.dumps(MigrationRecord().as_dict()),),
+    )
+
+
+def _read(conn: psycopg.Connection[Any], lock: str = "") -> MigrationRecord:
+    try:
+        row = conn.execute(f"SELECT record FROM {TABLE} {lock}").fetchone()
+    except psycopg.errors.UndefinedTable:
+        raise ReplicatorError(
+            ErrorKind.SOURCE_SETUP,
+            f"the migration record {TABLE} does not exist; RoutingSaver.from_config and every "
+            "replicator cutover/rollback command create it",
+        ) from None
+    if row is None:
+        return MigrationRecord()
+    value = row["record"] if isinstance(row, dict) else row[0]
+    return MigrationRecord.from_dict(value)
+
+
+def _store(conn: psycopg.Connection[Any], record: MigrationRecord) -> None:
+    conn.execute(
+        f"UPDATE {TABLE} SET record = %s::jsonb, updated_at = now()", (json.dumps(record.as_dict()),)
+    )
+
+
+class PostgresFence:
+    """What a switch may do while it holds the fence (``FOR UPDATE`` on the record)."""
+
+    def __init__(self, board: PostgresSwitchboard, record: MigrationRecord) -> None:
+        self._board = board
+        self.record = record
+        self.fenced_at = time.monotonic()
+
+    def mark(self) -> int:
+        """A position at or past every write the source accepted before the fence, sent
+        through the change stream as a marker."""
+        conn = self._board.conn
+        row = conn.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn").fetchone()
+        conn.execute("SELECT pg_logical_emit_message(false, %s, 'cutover')", (MARKER_PREFIX,))
+        if row is None:
+            return 0
+        return int(row["?column?"] if isinstance(row, dict) else row[0])
+
+    def commit(self, record: MigrationRecord) -> None:
+        """Store ``record``; it takes effect for every app when the fence is released."""
+        _store(self._board.conn, record)
+        self.record = record
+
+
+class PostgresSwitchboard:
+    """Migration record, app-write fence and switch fence of one Postgres source."""
+
+    def __init__(self, config: PostgresSourceConfig, *, autocreate: bool = True) -> None:
+        self.config = config
+        self.conn: psycopg.Connection[Any] = connect(
+            config.dsn.get_secret_value(), autocommit=True, prepare_threshold=0, row_factory=dict_row
+        )
+        if config.schema_name != "public":
+            self.conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(config.schema_name)))
+        if autocreate:
+            ensure_table(self.conn)
+        self._saver: PostgresSaver | None = None
+
+    def record(self) -> MigrationRecord:
+        return _read(self.conn)
+
+    def saver(self) -> PostgresSaver:
+        """The source's saver on this connection: its statements join ``app_write``'s transaction."""
+        if self._saver is None:
+            self._saver = PostgresSaver(self.conn)
+        return self._saver
+
+    @contextmanager
+    def app_write(self) -> Iterator[MigrationRecord]:
+        """One app write: the shared fence held to the end of the block, in one transaction."""
+        with self.conn.transaction():
+            yield _read(self.conn, "FOR SHARE")
+
+    @contextmanager
+    def fence(self, timeout: float) -> Iterator[PostgresFence]:
+        """The exclusive fence: waits for app writes in flight, makes new ones wait until exit.
+
+        Raises ``Refused`` when in-flight writes do not finish within ``timeout``. The lock is
+        also released by Postgres if this process dies (a killed switch changes nothing).
+        """
+        lock_ms = max(1, int(timeout * 1000))
+        with self.conn.transaction():
+            self.conn.execute(f"SET LOCAL lock_timeout = {lock_ms}")
+            # Held past a hung client at most this long (kill -9 ends it at once).
+            self.conn.execute(f"SET LOCAL idle_in_transaction_session_timeout = {lock_ms + 5000}")
+            try:
+                record = _read(self.conn, "FOR UPDATE")
+            except psycopg.errors.LockNotAvailable:
+                raise Refused(
+                    f"timed out after {timeout:g}s waiting for in-flight writes to finish"
+                ) from None
+            yield PostgresFence(self, record)
+
+    def changed_threads(self, since_id: str) -> set[str]:
+        """Threads with a checkpoint or write newer than ``since_id`` (uuid6 ids sort by time)."""
+        schema = self.config.schema_name
+        query = sql.SQL(
+            "SELECT thread_id FROM {} WHERE checkpoint_id > %s"
+            " UNION SELECT thread_id FROM {} WHERE checkpoint_id > %s"
+        ).format(sql.Identifier(schema, "checkpoints"), sql.Identifier(schema, "checkpoint_writes"))
+        return {row["thread_id"] for row in self.conn.execute(query, (since_id, since_id)).fetchall()}
+
+    def namespaces(self, threads: list[str]) -> list[tuple[str, str]]:
+        """(thread, namespace) of every checkpoint namespace of ``threads``; ("t", "") for a
+        thread with none (so a deletion is compared too)."""
+        query = sql.SQL("SELECT DISTINCT thread_id, checkpoint_ns FROM {} WHERE thread_id = ANY(%s)").format(
+            sql.Identifier(self.config.schema_name, "checkpoints")
+        )
+        pairs = [
+            (r["thread_id"], r["checkpoint_ns"]) for r in self.conn.execute(query, (threads,)).fetchall()
+        ]
+        present = {thread for thread, _ in pairs}
+        return pairs + [(thread, "") for thread in threads if thread not in present]
+
+    def drop(self) -> list[str]:
+        """Remove the migration record (``finish --drop``); what was removed, for people."""
+        self.conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
+        return [f"table {TABLE}"]
+
+    def close(self) -> None:
+        self.conn.close()

@@ -1,0 +1,147 @@
+"""``replicator cutover``, ``rollback`` and ``finish``: the switch of every app, and back.
+
+Exit 0 when the switch happened, 1 when it was refused (the reason is printed, nothing changed
+for the app), 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from replicator.cli.common import EXIT_PROBLEM, config_option, fail, load
+from replicator.redact import redact
+
+
+def _echo(line: str) -> None:
+    click.echo(redact(line))
+
+
+def _threads(ids: str | None, from_file: str | None) -> frozenset[str]:
+    threads = {t.strip() for t in (ids or "").split(",") if t.strip()}
+    if from_file is not None:
+        try:
+            text = Path(from_file).read_text()
+        except OSError as exc:
+            fail(f"--threads-from {from_file}: {exc.strerror or exc}")
+        threads |= {line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")}
+        if not threads:
+            fail(f"--threads-from {from_file}: the file names no thread")
+    return frozenset(threads)
+
+
+@click.command()
+@config_option
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Longest fence, seconds.")
+@click.option(
+    "--max-lag", type=float, default=5.0, show_default=True, help="Refuse when further behind, seconds."
+)
+@click.option("--target", "target_name", default=None, help="Target to switch to (needed if several).")
+@click.option(
+    "--percent",
+    type=click.IntRange(0, 100),
+    default=None,
+    help="Canary: this share of threads (stable hash).",
+)
+@click.option("--threads", "thread_ids", default=None, help="Canary: these thread ids, comma-separated.")
+@click.option(
+    "--threads-from", type=click.Path(dir_okay=False), default=None, help="Canary: thread ids, one per line."
+)
+@click.option(
+    "--wait", "wait_s", type=float, default=0.0, help="Wait up to this many seconds for the gate to pass."
+)
+def cutover(
+    config_path: str,
+    timeout: float,
+    max_lag: float,
+    target_name: str | None,
+    percent: int | None,
+    thread_ids: str | None,
+    threads_from: str | None,
+    wait_s: float,
+) -> None:
+    """Fence writes, drain, verify and switch every RoutingSaver app to the target; exit 1 if refused."""
+    from replicator.cutover import Scope, run_cutover
+
+    config = load(config_path)
+    threads = _threads(thread_ids, threads_from)
+    scope = Scope(percent if percent is not None else (0 if threads else 100), threads)
+    deadline = time.monotonic() + max(0.0, wait_s)
+    while True:
+        waiting = time.monotonic() < deadline
+        result = run_cutover(
+            config, timeout, max_lag, target=target_name, scope=scope, log=None if waiting else _echo
+        )
+        if result.ok or not waiting or not _gate_refusal(result.reason):
+            break
+        _echo(f"waiting for the gate: {result.reason}")
+        time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+    if waiting and result.ok:
+        for line in result.steps:
+            _echo(line)
+    sys.exit(0 if result.ok else EXIT_PROBLEM)
+
+
+def _gate_refusal(reason: str) -> bool:
+    """Refusals that waiting can cure: not caught up yet, in-flight differences, a busy fence."""
+    return any(
+        cue in reason
+        for cue in (
+            "behind the source",
+            "initial copy is not done",
+            "has not published",
+            "differences",
+            "timed out",
+        )
+    )
+
+
+@click.command()
+@config_option
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Longest fence, seconds.")
+def rollback(config_path: str, timeout: float) -> None:
+    """Fence writes and switch every RoutingSaver app back to the source; exit 1 if refused."""
+    from replicator.cutover import run_rollback
+
+    config = load(config_path)
+    result = run_rollback(config, timeout, log=_echo)
+    sys.exit(0 if result.ok else EXIT_PROBLEM)
+
+
+@click.command()
+@config_option
+@click.option(
+    "--drop", is_flag=True, help="Also drop the replication slot and publication, and saved positions."
+)
+def finish(config_path: str, drop: bool) -> None:
+    """End the rollback window: no more shadow writes to the source; list what can be removed."""
+    from replicator.cli.reset import forget
+    from replicator.cutover import run_finish
+    from replicator.migration import Refused, Store
+
+    config = load(config_path)
+    try:
+        record = run_finish(config)
+    except Refused as exc:
+        fail(str(exc), EXIT_PROBLEM)
+    on = "the target" if record.store is Store.TARGET else "the source"
+    _echo(f"finished: the app stays on {on}; routing saver writes no shadow copies any more")
+    removable = [
+        f"replication slot {getattr(config.source, 'slot', '?')} and publication "
+        f"{getattr(config.source, 'publication', '?')} on the source",
+        f"Kafka topics {config.kafka.topic} and {config.kafka.topic}.dlq",
+        "saved positions in the state store",
+        "the migration record (RoutingSaver reads it: first give the app the target's own saver)",
+    ]
+    if not drop:
+        _echo("can be removed now (stop `replicator run` first):")
+        for item in removable:
+            _echo(f"  - {item}")
+        _echo("`replicator finish --drop` removes the slot, publication and saved positions")
+        return
+    dropped = forget(config)
+    _echo(f"dropped {' and '.join(dropped)} and saved positions")
+    _echo(f"kept: {removable[1]}; {removable[3]}")

@@ -1,0 +1,405 @@
+"""``replicator cutover`` and ``rollback``: the fenced switch of every app instance at once.
+
+Cutover, in order:
+
+1. **Gate** (nothing changed yet): the target's initial copy is done, its lag is within
+   ``max_lag`` seconds, no thread is dead-lettered, and a verify of every thread runs. Under
+   live writes that verify sees threads the pipeline has not carried yet, so its differences
+   are not a refusal here: those threads are compared again inside the fence, where the
+   comparison is exact. Then, as a pre-copy converges, up to three more unfenced passes check
+   the threads changed during the previous pass (and those that differed), until few enough
+   changed: what is left to check inside the fence (the pause) is what changed during the
+   last pass. These passes and the fence compare what a resuming graph reads (the latest
+   checkpoint and its pending writes of every namespace, ``verify_latest``), not the whole
+   history: a full verify of a busy thread reads every checkpoint and is too slow to hold
+   writes for.
+2. ``phase = fencing`` is committed (``status`` shows a switch in progress; a killed cutover
+   leaves this trace, and the app still uses the store it used).
+3. **Fence**: the switchboard's exclusive fence (Postgres: ``FOR UPDATE`` on the record under
+   ``lock_timeout``) waits for the routing-saver writes in flight and makes every new one wait.
+   The pause starts here.
+4. **Mark**: a position at or past every write the source accepted, sent through the change
+   stream as a marker the source turns into an immediate heartbeat.
+5. **Drain**: wait until the target's applier saved a position at or past it on every
+   partition.
+6. **Check** exactly, through both stores' savers: the threads the last pass found different
+   and every thread with a checkpoint or write newer than the last pass's start (checkpoint
+   ids are uuid6: they sort by time, as far as the app hosts' clocks agree with this one). A
+   deletion, or a write to an older checkpoint with no new checkpoint after it, is not in
+   that set (it is covered by the unfenced passes only).
+7. ``phase = cut_over`` is stored under the fence; releasing it lets the waiting writes go on,
+   and they re-read the record and go to the target. The pause (fence to commit) is stored.
+
+Any failure or timeout releases the fence with the record as it was (the app never left its
+store), commits the previous phase with the reason in the history, and returns a refusal.
+
+A canary (``percent`` < 100 or ``threads``) is the same switch for some threads only; a later
+cutover widens it (``cut_over -> fencing -> cut_over``).
+
+Rollback is the same fence in the other direction, with no drain: while cut over, every
+routing-saver write also wrote the same call to the source inside its fenced transaction
+(``replicator.routing``), so once the fence is held the source has every write and the flip is
+all that is left. The forward pipeline keeps running throughout, so the target stays equal to
+the source and a later cutover is possible.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors.base import Switchboard
+from replicator.config import Config, TargetConfig
+from replicator.errors import ErrorKind, ReplicatorError
+from replicator.migration import MigrationRecord, Phase, Refused, Store
+from replicator.state import StateStore, applier_positions, open_state_store
+
+_POLL_S = 0.005
+_GATE_DIFFERENCES = 10_000
+_CONVERGE_PASSES = 3
+_FENCE_THREADS = 16  # few enough changed threads to check inside the fence
+
+
+@dataclass
+class CutoverResult:
+    ok: bool
+    phase: Phase
+    reason: str = ""
+    pause_ms: float | None = None  # fence to commit, as the waiting writes saw it
+    fence_position: int | None = None
+    drain_ms: float | None = None
+    verified_threads: int = 0
+    steps: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which threads a cutover moves to the target: all, a percent (stable hash), or a list."""
+
+    percent: int = 100
+    threads: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.percent <= 100:
+            raise ReplicatorError(ErrorKind.CONFIG, f"--percent must be 0..100, got {self.percent}")
+        if self.percent == 0 and not self.threads:
+            raise ReplicatorError(ErrorKind.CONFIG, "nothing to cut over: --percent 0 and no --threads")
+
+    def widen(self, record: MigrationRecord) -> Scope:
+        """A canary only grows: what is already on the target stays there."""
+        if not record.on_target:
+            return self
+        return Scope(max(self.percent, record.percent), self.threads | record.threads)
+
+    def describe(self) -> str:
+        if self.percent >= 100:
+            return "every thread"
+        extra = f" and {len(self.threads)} named threads" if self.threads else ""
+        return f"{self.percent}% of threads{extra}"
+
+
+def pick_target(config: Config, name: str | None) -> TargetConfig:
+    if name is not None:
+        return config.target(name)
+    if len(config.targets) > 1:
+        names = ", ".join(t.name for t in config.targets)
+        raise ReplicatorError(ErrorKind.CONFIG, f"several targets ({names}): name one with --target")
+    return config.targets[0]
+
+
+def gate(config: Config, state: StateStore, target: TargetConfig, max_lag: float) -> list[int]:
+    """Raise Refused unless the target is caught up within ``max_lag`` s with no dead letter.
+
+    Returns the publisher's partitions (each must be drained at the fence).
+    """
+    from replicator.status import collect, source_head
+
+    head, described = source_head(config)
+    report = collect(config, state, head, described)
+    if report["source"]["snapshot"]["state"] != "done":
+        raise Refused(f"the initial copy is not done ({report['source']['snapshot']['state']})")
+    info = report["targets"][target.name]
+    if not info["partitions"]:
+        raise Refused("the daemon has not published anything yet: is `replicator run` running?")
+    dead = info["dead_letters"]
+    if dead["count"] or dead["paused_threads"]:
+        raise Refused(
+            f"target {target.name!r} has {dead['count']} dead-lettered events "
+            f"(paused threads: {', '.join(map(str, dead['paused_threads'])) or 'none'}); "
+            "resolve them before switching"
+        )
+    lag = float(info["lag"]["seconds"])
+    if not info["caught_up"] and lag > max_lag:
+        raise Refused(f"target {target.name!r} is {lag:.1f}s behind the source (--max-lag {max_lag:g}s)")
+    return sorted(int(p) for p in info["partitions"])
+
+
+def _verify_all(config: Config, target: TargetConfig) -> tuple[set[str], int]:
+    """Threads with a difference and threads read, over the whole history of every thread."""
+    from connectors.registry import make_sink, make_source
+    from replicator.state import MemoryStateStore
+    from replicator.verify import verify
+
+    source = make_source(config.source, MemoryStateStore())
+    sink = make_sink(target)
+    try:
+        report = verify(source, sink, max_differences=_GATE_DIFFERENCES)
+    finally:
+        source.close()
+        sink.close()
+    if report.truncated:
+        raise Refused(f"verify found more than {_GATE_DIFFERENCES} differences: the target is not ready")
+    return {d.thread_id for d in report.differences}, report.threads
+
+
+class _Readers:
+    """Both stores' savers, opened once before the fence: opening a connection or a client
+    inside the fence would add to every waiting write's pause."""
+
+    def __init__(self, config: Config, target: TargetConfig) -> None:
+        from connectors.registry import make_sink, make_source
+        from replicator.state import MemoryStateStore
+
+        self._source = make_source(config.source, MemoryStateStore())
+        try:
+            self._sink = make_sink(target)
+        except BaseException:
+            self._source.close()
+            raise
+        self.source, self.target = self._source.saver(), self._sink.saver()
+
+    def close(self) -> None:
+        self._source.close()
+        self._sink.close()
+
+
+def _check_latest(board: Switchboard, readers: _Readers, threads: set[str]) -> set[str]:
+    """Threads whose latest checkpoint (with its pending writes) differs, per namespace."""
+    from replicator.verify import verify_latest
+
+    if not threads:
+        return set()
+    pairs = board.namespaces(sorted(threads))
+    report = verify_latest(readers.source, readers.target, pairs, max_differences=_GATE_DIFFERENCES)
+    return {d.thread_id for d in report.differences}
+
+
+def _drain(state: StateStore, target: str, partitions: list[int], position: int, deadline: float) -> None:
+    from replicator.state import POSITION
+
+    while True:
+        positions = applier_positions(state, target)
+        behind = [p for p in partitions if int((positions.get(p) or {}).get(POSITION) or 0) < position]
+        if not behind:
+            return
+        if time.monotonic() > deadline:
+            raise Refused(
+                f"timed out: target {target!r} did not apply up to the fence on partitions "
+                f"{', '.join(map(str, behind))}"
+            )
+        time.sleep(_POLL_S)
+
+
+def _move(board: Switchboard, to: Phase, note: str, timeout: float, **changes: Any) -> MigrationRecord:
+    """Commit one phase change under a brief fence (a switch's first and last step)."""
+    with board.fence(timeout) as fence:
+        record = fence.record
+        if to not in _allowed(record):
+            raise Refused(f"the migration is in phase {record.phase.value!r}: cannot move to {to.value}")
+        moved = record.moved(to, note=note, **changes)
+        fence.commit(moved)
+        return moved
+
+
+def _allowed(record: MigrationRecord) -> frozenset[Phase]:
+    from replicator.migration import TRANSITIONS
+
+    return TRANSITIONS[record.phase]
+
+
+def abort(board: Switchboard, reason: str, timeout: float = 30.0) -> MigrationRecord:
+    """Back to the phase the app is still on, with the reason in the history."""
+    with board.fence(timeout) as fence:
+        record = fence.record
+        if record.phase is Phase.FENCING:
+            back = Phase.CUT_OVER if record.store is Store.TARGET else Phase.REPLICATING
+        elif record.phase is Phase.ROLLING_BACK:
+            back = Phase.CUT_OVER
+        else:
+            return record
+        moved = record.moved(back, note=f"aborted: {reason}")
+        fence.commit(moved)
+        return moved
+
+
+class _Say:
+    def __init__(self, log: Callable[[str], None] | None) -> None:
+        self.steps: list[str] = []
+        self._log = log
+
+    def __call__(self, line: str) -> None:
+        self.steps.append(line)
+        if self._log is not None:
+            self._log(line)
+
+
+def _refusal(config: Config, reason: str, started: bool, say: _Say) -> CutoverResult:
+    """Record the refusal on a fresh switchboard (the command's own may be what broke)."""
+    from connectors.registry import make_switchboard
+
+    say(f"refused: {reason}")
+    board = make_switchboard(config.source)
+    try:
+        phase = abort(board, reason).phase if started else board.record().phase
+    finally:
+        board.close()
+    return CutoverResult(ok=False, phase=phase, reason=reason, steps=say.steps)
+
+
+def _refused(config: Config, exc: Exception, started: bool, say: _Say) -> CutoverResult:
+    """A refusal for what the operator can act on; a bug is re-raised once the switch is undone."""
+    from replicator.errors import classify
+
+    reason = str(exc) if isinstance(exc, Refused) else str(classify(exc))
+    result = _refusal(config, reason, started, say)
+    if not isinstance(exc, Refused) and classify(exc).kind is ErrorKind.INTERNAL:
+        raise exc
+    return result
+
+
+def run_cutover(
+    config: Config,
+    timeout: float = 30.0,
+    max_lag: float = 5.0,
+    *,
+    target: str | None = None,
+    scope: Scope | None = None,
+    state: StateStore | None = None,
+    log: Callable[[str], None] | None = None,
+) -> CutoverResult:
+    """Switch every routing-saver app (or a canary's threads) to ``target`` (module doc)."""
+    from langgraph.checkpoint.base.id import uuid6
+
+    from connectors.registry import make_switchboard
+
+    chosen = pick_target(config, target)
+    say = _Say(log)
+    own_state = state is None
+    store = state if state is not None else open_state_store(config, create=False)
+    board = make_switchboard(config.source)
+    readers: _Readers | None = None
+    started = False
+    try:
+        record = board.record()
+        if Phase.FENCING not in _allowed(record):
+            raise Refused(f"the migration is in phase {record.phase.value!r}: nothing to cut over")
+        if record.on_target and record.target not in (None, chosen.name):
+            raise Refused(
+                f"threads are on target {record.target!r}: roll back before switching to {chosen.name!r}"
+            )
+        wanted = (scope or Scope()).widen(record)
+        if record.on_target and (wanted.percent, wanted.threads) == (record.percent, record.threads):
+            raise Refused(f"{wanted.describe()} already on {chosen.name!r}: nothing to cut over")
+        partitions = gate(config, store, chosen, max_lag)
+        readers = _Readers(config, chosen)
+        since = str(uuid6(node=0, clock_seq=0))
+        suspects, threads = _verify_all(config, chosen)
+        say(f"gate: {threads} threads verified, {len(suspects)} differ (in flight or not)")
+        # Converge before fencing, as a pre-copy does: each pass re-checks what changed during
+        # the previous one, so the check inside the fence (the pause) covers only the last pass.
+        for _ in range(_CONVERGE_PASSES):
+            pass_since = str(uuid6(node=0, clock_seq=0))
+            changed = board.changed_threads(since)
+            if len(changed) <= _FENCE_THREADS:
+                break
+            recheck = suspects | changed
+            suspects = _check_latest(board, readers, recheck)
+            since = pass_since
+            say(f"gate: {len(recheck)} threads changed meanwhile checked again, {len(suspects)} differ")
+        _move(board, Phase.FENCING, f"cutover of {wanted.describe()} to {chosen.name}", timeout)
+        started = True
+        deadline = time.monotonic() + timeout
+        result = CutoverResult(ok=False, phase=Phase.FENCING)
+        with board.fence(max(0.001, deadline - time.monotonic())) as fence:
+            result.fence_position = fence.mark()
+            _drain(store, chosen.name, partitions, result.fence_position, deadline)
+            result.drain_ms = (time.monotonic() - fence.fenced_at) * 1000
+            recheck = suspects | board.changed_threads(since)
+            differing = _check_latest(board, readers, recheck)
+            result.verified_threads = len(recheck)
+            if differing:
+                raise Refused(
+                    f"verify inside the fence found differences in {len(differing)} threads: "
+                    f"{', '.join(sorted(differing)[:10])}"
+                )
+            if time.monotonic() > deadline:
+                raise Refused(f"timed out after {timeout:g}s")
+            pause_ms = (time.monotonic() - fence.fenced_at) * 1000
+            fence.commit(
+                fence.record.moved(
+                    Phase.CUT_OVER,
+                    target=chosen.name,
+                    percent=wanted.percent,
+                    threads=wanted.threads,
+                    pause_ms=pause_ms,
+                )
+            )
+        committed = fence.record
+        result.ok, result.phase, result.pause_ms, result.steps = True, committed.phase, pause_ms, say.steps
+        say(
+            f"cut over {wanted.describe()} to {chosen.name}: write pause {pause_ms:.1f} ms "
+            f"(drain {result.drain_ms:.1f} ms, {result.verified_threads} threads checked in the fence), "
+            f"epoch {committed.epoch}"
+        )
+        return result
+    except Exception as exc:
+        return _refused(config, exc, started, say)
+    finally:
+        if readers is not None:
+            readers.close()
+        board.close()
+        if own_state:
+            store.close()
+
+
+def run_rollback(
+    config: Config, timeout: float = 30.0, *, log: Callable[[str], None] | None = None
+) -> CutoverResult:
+    """Switch every routing-saver app back to the source (module doc)."""
+    from connectors.registry import make_switchboard
+
+    say = _Say(log)
+    board = make_switchboard(config.source)
+    started = False
+    try:
+        record = board.record()
+        if Phase.ROLLING_BACK not in _allowed(record):
+            raise Refused(f"the migration is in phase {record.phase.value!r}: nothing to roll back")
+        _move(board, Phase.ROLLING_BACK, "rollback to the source", timeout)
+        started = True
+        with board.fence(timeout) as fence:
+            pause_ms = (time.monotonic() - fence.fenced_at) * 1000
+            fence.commit(fence.record.moved(Phase.ROLLED_BACK, pause_ms=pause_ms))
+        committed = fence.record
+        say(f"rolled back to the source: write pause {pause_ms:.1f} ms, epoch {committed.epoch}")
+        return CutoverResult(ok=True, phase=committed.phase, pause_ms=pause_ms, steps=say.steps)
+    except Exception as exc:
+        return _refused(config, exc, started, say)
+    finally:
+        board.close()
+
+
+def run_finish(config: Config, timeout: float = 30.0) -> MigrationRecord:
+    """Close the rollback window: no more shadow writes to the source (``finished``)."""
+    from connectors.registry import make_switchboard
+
+    board = make_switchboard(config.source)
+    try:
+        record = board.record()
+        if Phase.FINISHED not in _allowed(record):
+            raise Refused(f"the migration is in phase {record.phase.value!r}: it cannot finish now")
+        return _move(board, Phase.FINISHED, f"finished on the {record.store.value}", timeout)
+    finally:
+        board.close()
