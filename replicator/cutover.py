@@ -53,6 +53,7 @@ from typing import Any
 from connectors.base import Switchboard
 from replicator.config import Config, TargetConfig
 from replicator.errors import ErrorKind, ReplicatorError
+from replicator.faults import fault_point
 from replicator.migration import MigrationRecord, Phase, Refused, Store
 from replicator.state import StateStore, applier_positions, open_state_store
 
@@ -320,10 +321,12 @@ def run_cutover(
             say(f"gate: {len(recheck)} threads changed meanwhile checked again, {len(suspects)} differ")
         _move(board, Phase.FENCING, f"cutover of {wanted.describe()} to {chosen.name}", timeout)
         started = True
+        fault_point("cutover.fencing")
         deadline = time.monotonic() + timeout
         result = CutoverResult(ok=False, phase=Phase.FENCING)
         with board.fence(max(0.001, deadline - time.monotonic())) as fence:
             result.fence_position = fence.mark()
+            fault_point("cutover.in_fence")
             _drain(store, chosen.name, partitions, result.fence_position, deadline)
             result.drain_ms = (time.monotonic() - fence.fenced_at) * 1000
             recheck = suspects | board.changed_threads(since)
@@ -336,6 +339,7 @@ def run_cutover(
                 )
             if time.monotonic() > deadline:
                 raise Refused(f"timed out after {timeout:g}s")
+            fault_point("cutover.before_flip")
             pause_ms = (time.monotonic() - fence.fenced_at) * 1000
             fence.commit(
                 fence.record.moved(
@@ -379,7 +383,9 @@ def run_rollback(
             raise Refused(f"the migration is in phase {record.phase.value!r}: nothing to roll back")
         _move(board, Phase.ROLLING_BACK, "rollback to the source", timeout)
         started = True
+        fault_point("rollback.rolling_back")
         with board.fence(timeout) as fence:
+            fault_point("rollback.in_fence")
             pause_ms = (time.monotonic() - fence.fenced_at) * 1000
             fence.commit(fence.record.moved(Phase.ROLLED_BACK, pause_ms=pause_ms))
         committed = fence.record

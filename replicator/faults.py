@@ -31,6 +31,12 @@ POINTS = frozenset(
         "applier.on_rebalance",  # partitions being revoked from this consumer
         "snapshot.between_chunks",  # a snapshot chunk published and confirmed, the next not read
         "source.after_read",  # a change decoded from the slot, not yet handed to the publisher
+        "routing.between_stores",  # an app write committed on the source, not yet on the target
+        "cutover.fencing",  # phase fencing committed, the fence not yet taken
+        "cutover.in_fence",  # fence held and marker sent, not yet drained
+        "cutover.before_flip",  # drained and checked inside the fence, the record not yet stored
+        "rollback.rolling_back",  # phase rolling_back committed, the fence not yet taken
+        "rollback.in_fence",  # fence held, the record not yet stored
     }
 )
 PHASES = frozenset({"snapshot", "streaming"})

@@ -15,13 +15,17 @@ Writes (put, put_writes, delete_thread) run inside the switchboard's ``app_write
 transaction that holds the shared fence (a switch holding the exclusive one makes the write
 wait, and the write then sees the committed record) and carries the source saver's statements.
 
-After cutover a write goes to the target and, in the same fenced transaction, to the source as
-a shadow copy: the source statements run first (uncommitted), then the target write, then the
-commit. So a rollback only has to flip the record: every write the app made on the target is
-already on the source. If the target write fails, the source copy is rolled back; the one gap
-is a failed commit after a successful target write (the app sees the error). The forward
-pipeline carries the shadow rows to the target again: they are the same checkpoints, so
-re-applying them leaves the target as it was.
+After cutover a write goes first to the source (its shadow copy, committed with the fence's
+transaction) and then to the target. So the source always holds every write the app made,
+and a rollback only has to flip the record. Whatever dies between the two (the app process,
+the target) leaves a write the source has and the target lacks, which is the ordinary case the
+forward pipeline heals: it keeps running while cut over and carries every source row to the
+target. The other order would leave the target a write the source never got, which nothing
+brings back. The app sees an error if either write fails; a checkpoint already committed on
+the source then stays, as after any commit whose acknowledgement was lost. The forward
+pipeline also carries the shadow rows of successful writes to the target again: they are the
+same rows, so re-applying them leaves the target as it was (a pending write upserted twice
+may briefly read its older value until the newer one follows in order).
 
 Both stores get the same call: the metadata is merged from the config once, by the source
 saver's rule (``get_checkpoint_metadata``), and the target saver gets it with no config
@@ -53,6 +57,7 @@ from langgraph.checkpoint.base import (
 from connectors.base import Sink, Switchboard
 from replicator.config import Config, load_config
 from replicator.errors import ErrorKind, ReplicatorError
+from replicator.faults import fault_point
 from replicator.migration import MigrationRecord
 
 T = TypeVar("T")
@@ -137,12 +142,17 @@ class RoutingSaver(BaseCheckpointSaver[str]):
         return self._targets[name]
 
     def _write(self, thread_id: str | None, op: _Op[T]) -> T:
-        with self._lock, self._board.app_write() as record:
-            if thread_id is None or not record.routes_to_target(thread_id):
-                return op(self._source)
-            if record.shadow_to_source:
-                op(self._source)
-            return op(self._target(record))
+        with self._lock:
+            with self._board.app_write() as record:
+                to_target = thread_id is not None and record.routes_to_target(thread_id)
+                if not to_target:
+                    return op(self._source)
+                if record.shadow_to_source:
+                    op(self._source)
+                target = self._target(record)
+            fault_point("routing.between_stores")
+            # The source copy is committed: now the target (see module doc for the order).
+            return op(target)
 
     def _read(self, thread_id: str | None, op: _Op[T]) -> T:
         with self._lock:
