@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from connectors.base import Source
+from connectors.base import Source, Switchboard
 from connectors.registry import make_sink, make_source
 from replicator.applier import Applier
 from replicator.config import Config
@@ -30,7 +30,15 @@ from replicator.metrics import Metrics
 from replicator.publisher import Publisher
 from replicator.redact import redact
 from replicator.state import StateStore, open_state_store
-from replicator.status import Live, applied_floor, collect, recheck_caught_up, source_view
+from replicator.status import (
+    Live,
+    applied_floor,
+    collect,
+    migration_view,
+    open_switchboard,
+    recheck_caught_up,
+    source_view,
+)
 
 log = structlog.get_logger("replicator.daemon")
 
@@ -170,17 +178,22 @@ class Daemon:
     def _monitor(self) -> None:
         """Refresh the status report every second: /status, the lag gauges and readiness use it."""
         source: Source | None = None
+        board: Switchboard | None = None
         while not self.stop_event.is_set():
             try:
                 if source is None:  # its own, read-only view: the publisher's source is busy streaming
                     source = make_source(self.config.source, self._state())
+                    board = open_switchboard(self.config, autocreate=True)
                 head, details = source_view(source)
+                migration = migration_view(board)
+                if self._metrics is not None:
+                    self._metrics.observe_switches(migration.get("history") or [])
                 publisher = self._stage("publisher")
                 live = Live(stages=self._stage_view())
                 if publisher is not None:
                     live.produced = dict(publisher.stats.produced)
                     live.control_offsets = {p: list(o) for p, o in publisher.stats.control_offsets.items()}
-                report = collect(self.config, self._state(), head, details, live)
+                report = collect(self.config, self._state(), head, details, live, migration)
                 # The daemon's own writes (positions) keep moving the WAL head, so "caught up"
                 # is judged against the head of the previous round, a second ago.
                 self.report = recheck_caught_up(report, self._previous_head or head, exact_backlog=True)
@@ -199,9 +212,14 @@ class Daemon:
                 if source is not None:  # reconnect next round
                     source.close()
                     source = None
+                if board is not None:
+                    board.close()
+                    board = None
             self.stop_event.wait(1.0)
         if source is not None:
             source.close()
+        if board is not None:
+            board.close()
 
     def _stage(self, name: str) -> Any:
         status = self.stages.get(name)

@@ -46,6 +46,10 @@ METRIC_NAMES = (
     f"{PREFIX}_stage_running",
     f"{PREFIX}_apply_batch_duration_seconds",
     f"{PREFIX}_end_to_end_lag_seconds",
+    f"{PREFIX}_migration_phase",
+    f"{PREFIX}_migration_epoch",
+    f"{PREFIX}_migration_percent_on_target",
+    f"{PREFIX}_switch_pause_seconds",
 )
 
 
@@ -107,6 +111,22 @@ class _StateCollector(Collector):
             for name, target in report["targets"].items():
                 paused.add_metric([name], len(target["dead_letters"]["paused_threads"]))
             yield paused
+        migration = report.get("migration") or {}
+        if migration.get("available"):
+            from replicator.migration import Phase
+
+            phases = GaugeMetricFamily(
+                f"{PREFIX}_migration_phase", "1 for the migration's current phase.", labels=["phase"]
+            )
+            for phase in Phase:
+                phases.add_metric([phase.value], 1 if migration["phase"] == phase.value else 0)
+            yield phases
+            yield gauge("migration_epoch", "Switches committed so far.", migration["epoch"])
+            yield gauge(
+                "migration_percent_on_target",
+                "Share of threads (by hash) the app reads and writes on the target.",
+                migration["percent_on_target"],
+            )
         if publisher is not None:
             stats = publisher.stats
             for metric, doc, value in (
@@ -173,6 +193,28 @@ class Metrics:
             registry=self.registry,
             buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
         )
+
+        self.switch_pause = Histogram(
+            f"{PREFIX}_switch_pause_seconds",
+            "Write pause of each cutover or rollback the daemon saw (fence to release).",
+            ["to"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        for phase in ("cut_over", "rolled_back"):  # exported from the start, count 0
+            self.switch_pause.labels(phase)
+        self._switches_seen: set[tuple[float, str]] | None = None
+
+    def observe_switches(self, history: list[dict[str, Any]]) -> None:
+        """Each switch in the record's history once; those before the daemon started are skipped
+        (a restarted daemon must not count them again)."""
+        switches = {(float(h["at"]), str(h["to"])): h for h in history if h.get("pause_ms") is not None}
+        if self._switches_seen is None:
+            self._switches_seen = set(switches)
+            return
+        for key in sorted(switches.keys() - self._switches_seen):
+            self.switch_pause.labels(key[1]).observe(float(switches[key]["pause_ms"]) / 1000)
+            self._switches_seen.add(key)
 
     def batch_observer(self, target: str) -> Callable[[int, float, float], None]:
         import time

@@ -60,6 +60,20 @@ def status_table(report: dict[str, Any]) -> Table:
             f"{lag['events']} events, {_size(int(lag['bytes']))}, {lag['seconds']:.1f} s",
             "caught up" if target["caught_up"] else "behind",
         )
+    migration = report.get("migration") or {}
+    if migration.get("available"):
+        pause = migration.get("last_pause_ms")
+        table.add_row(
+            "migration",
+            migration["phase"],
+            f"last pause {pause:.1f} ms" if pause is not None else "",
+            f"app on {migration['store']}"
+            + (
+                f" ({migration['target']}: {migration['threads_on_target']} threads)"
+                if migration["store"] == "target"
+                else ""
+            ),
+        )
     return table
 
 

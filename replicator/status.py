@@ -21,9 +21,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.base import Source
-from connectors.registry import make_source, position_format
+from connectors.base import Source, Switchboard
+from connectors.registry import make_source, make_switchboard, position_format
 from replicator.config import Config
+from replicator.errors import ErrorKind, ReplicatorError
 from replicator.lifecycle import SnapshotState
 from replicator.state import (
     POSITION,
@@ -57,6 +58,59 @@ def source_head(config: Config) -> tuple[int, dict[str, Any]]:
         return source_view(source)
     finally:
         source.close()
+
+
+def migration_view(board: Switchboard | None) -> dict[str, Any]:
+    """The migration record for ``status``: phase, which threads are on which store, last pause.
+
+    ``board`` is None for a source that cannot be cut over; a record not created yet (no
+    routing saver or switch command has run) reads as the start: replicating, on the source.
+    """
+    from replicator.migration import MigrationRecord
+
+    if board is None:
+        return {"available": False}
+    try:
+        record = board.record()
+        recorded = True
+    except ReplicatorError as exc:
+        if exc.kind is not ErrorKind.SOURCE_SETUP:
+            raise
+        record, recorded = MigrationRecord(), False
+    if not record.on_target:
+        on_target = "none"
+    elif record.percent >= 100:
+        on_target = "all"
+    else:
+        named = f" + {len(record.threads)} named" if record.threads else ""
+        on_target = f"{record.percent}% (stable hash of thread_id){named}"
+    last = record.history[-1] if record.history else None
+    return {
+        "available": True,
+        "recorded": recorded,
+        "phase": record.phase.value,
+        "store": record.store.value,
+        "target": record.target,
+        "epoch": record.epoch,
+        "threads_on_target": on_target,
+        "percent_on_target": record.percent if record.on_target else 0,
+        "named_threads_on_target": sorted(record.threads),
+        "shadow_writes_to_source": record.shadow_to_source,
+        "last_pause_ms": record.pause_ms,
+        "switched_at": record.switched_at,
+        "last_change": last,
+        "history": list(record.history),
+    }
+
+
+def open_switchboard(config: Config, *, autocreate: bool = False) -> Switchboard | None:
+    """The source's switchboard, or None when the source kind has none."""
+    try:
+        return make_switchboard(config.source, autocreate=autocreate)
+    except ReplicatorError as exc:
+        if exc.kind is ErrorKind.CONFIG:
+            return None
+        raise
 
 
 def _progress(source: dict[str, Any], now: float) -> dict[str, Any]:
@@ -95,7 +149,12 @@ def applied_floor(state: StateStore, config: Config, partitions: list[int]) -> i
 
 
 def collect(
-    config: Config, state: StateStore, head: int, slot: dict[str, Any], live: Live | None = None
+    config: Config,
+    state: StateStore,
+    head: int,
+    slot: dict[str, Any],
+    live: Live | None = None,
+    migration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The whole report; ``slot`` is the source's ``describe()`` (the key keeps its first name)."""
     now = time.time()
@@ -176,6 +235,8 @@ def collect(
         },
         "targets": targets,
     }
+    if migration is not None:
+        report["migration"] = migration
     if live is not None:
         report["stages"] = live.stages
     return report

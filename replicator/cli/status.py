@@ -50,20 +50,25 @@ def status(config_path: str, as_json: bool, wait_s: float, watch: bool, interval
     """
     from connectors.registry import make_source
     from replicator.state import open_state_store
-    from replicator.status import collect, recheck_caught_up, source_view
+    from replicator.status import collect, migration_view, open_switchboard, recheck_caught_up, source_view
 
     config = load(config_path)
     state = open_state_store(config, create=False)
     source = make_source(config.source, state)
+    board = open_switchboard(config)
     try:
         head, _ = source_view(source)
 
         def take() -> dict[str, Any]:
             live = _daemon_report(config)
             if live is not None:
-                return live if watch else recheck_caught_up(live, head)
-            now_head, details = source_view(source)
-            return collect(config, state, head if not watch else now_head, details)
+                report = live if watch else recheck_caught_up(live, head)
+            else:
+                now_head, details = source_view(source)
+                report = collect(config, state, head if not watch else now_head, details)
+            # Read now, not from the daemon's last round: a script decides the switch on it.
+            report["migration"] = migration_view(board)
+            return report
 
         if watch and not as_json:
             from rich.live import Live
@@ -86,6 +91,8 @@ def status(config_path: str, as_json: bool, wait_s: float, watch: bool, interval
     finally:
         source.close()
         state.close()
+        if board is not None:
+            board.close()
     if as_json:
         click.echo(redact(json.dumps(report, sort_keys=True)))
     else:

@@ -10,6 +10,7 @@ and replication goes on.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -203,6 +204,9 @@ def test_cutover_and_rollback_with_live_writers(
             record = saver.record()
             assert (record.phase, record.store, record.target) == (Phase.CUT_OVER, Store.TARGET, "dynamo")
             assert record.pause_ms is not None and record.epoch == 1
+            shown = json.loads(cli("status", "--config", str(config_path), "--json").stdout)["migration"]
+            assert (shown["phase"], shown["store"], shown["target"]) == ("cut_over", "target", "dynamo")
+            assert shown["threads_on_target"] == "all" and shown["last_pause_ms"] == record.pause_ms
             at_cutover = (writer_process.written(), said())
             wait_for(
                 lambda: writer_process.written() >= at_cutover[0] + 2 and said() >= at_cutover[1] + 2,
@@ -231,6 +235,8 @@ def test_cutover_and_rollback_with_live_writers(
         assert result.returncode == 0, result.stdout + result.stderr
         assert "rolled back to the source" in result.stdout
         assert saver.record().store is Store.SOURCE
+        shown = json.loads(cli("status", "--config", str(config_path), "--json").stdout)["migration"]
+        assert (shown["phase"], shown["store"], shown["epoch"]) == ("rolled_back", "source", 2)
         threads = 3 + len(turns) + written  # before, pending, on-target, talk-*, proc-*
         assert_equal(config, threads=threads)  # pipeline stopped: equal only through the shadow copies
         # No step lost or doubled: each thread (read from the source now) holds exactly what the

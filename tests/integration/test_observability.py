@@ -152,6 +152,11 @@ def test_metrics_health_and_status_endpoints(
         assert value(f"{PREFIX}_stage_running", stage="publisher") == 1
         assert value(f"{PREFIX}_apply_lag_events", target="dynamo") == 0
         assert value(f"{PREFIX}_snapshot_rows") > 0
+        # No switch yet: the app is on the source, the migration is replicating.
+        assert value(f"{PREFIX}_migration_phase", phase="replicating") == 1
+        assert value(f"{PREFIX}_migration_phase", phase="cut_over") == 0
+        assert value(f"{PREFIX}_migration_epoch") == 0
+        assert report["migration"]["phase"] == "replicating" and report["migration"]["store"] == "source"
         batches = [
             s for s in families[f"{PREFIX}_apply_batch_duration_seconds"].samples if s.name.endswith("_count")
         ]
