@@ -17,11 +17,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from bench import capture, copy, lag, memory, scaleout
+from bench import capture, copy, cutover, lag, memory, scaleout
 from bench.env import log, services
 from bench.report import OUT, Result, write
 
-FIGURES = ("copy", "capture", "lag", "memory", "scaleout")
+FIGURES = ("copy", "capture", "lag", "memory", "scaleout", "cutover")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -51,6 +51,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     g.add_argument("--scaleout-events", type=int, default=40_000, help="events in the pre-filled topic")
     g.add_argument("--partitions", type=int, default=8, help="partitions of that topic")
     g.add_argument("--consumers", type=int, nargs="+", default=[1, 2, 4], help="consumer counts")
+    g = ap.add_argument_group("6. write pause at cutover")
+    g.add_argument("--switches", type=int, default=20, help="cutovers (each followed by a rollback)")
+    g.add_argument("--switch-rate", type=float, default=24.0, help="checkpoints/s the apps write meanwhile")
+    g.add_argument("--switch-writers", type=int, default=4, help="app processes writing meanwhile")
     args = ap.parse_args(argv)
     if args.quick:
         args.threads, args.real_threads, args.baseline_threads = 300, 50, 10
@@ -58,6 +62,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         args.lag_seconds, args.lag_low_rate = 15.0, 0.0
         args.memory_events = 20_000
         args.scaleout_events = 8_000
+        args.switches = 5
     return args
 
 
@@ -105,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
                     events=args.scaleout_events, partitions=args.partitions, consumers=tuple(args.consumers)
                 )
                 results.append(scaleout.run(s, so, args.out))
+            elif name == "cutover":
+                co = cutover.Params(
+                    switches=args.switches, writers=args.switch_writers, rate=args.switch_rate
+                )
+                results.append(cutover.run(s, co, args.out))
             results[-1].data["load_before"] = load
             log(f"{name}: {results[-1].measured} ({results[-1].seconds:.0f} s)")
     total = time.monotonic() - started

@@ -140,8 +140,8 @@ class Switchboard(Protocol):
         """Raises ``replicator.migration.Refused`` when in-flight writes outlast ``timeout``."""
         ...
 
-    def changed_threads(self, since_id: str) -> set[str]:
-        """Threads with a checkpoint or write whose id sorts after ``since_id``."""
+    def changed(self, since_id: str) -> set[tuple[str, str]]:
+        """(thread, namespace) pairs with a checkpoint or write whose id sorts after ``since_id``."""
         ...
 
     def namespaces(self, threads: list[str]) -> list[tuple[str, str]]:

@@ -3,7 +3,9 @@
 Cutover, in order:
 
 1. **Gate** (nothing changed yet): the target's initial copy is done, its lag is within
-   ``max_lag`` seconds, no thread is dead-lettered, and a verify of every thread runs. Under
+   ``max_lag`` seconds, no thread is dead-lettered, and a verify runs: of every thread the
+   first time, then of the threads changed since the last successful cutover's verify began
+   (a deletion is not a change seen that way: ``replicator verify`` checks everything). Under
    live writes that verify sees threads the pipeline has not carried yet, so its differences
    are not a refusal here: those threads are compared again inside the fence, where the
    comparison is exact. Then, as a pre-copy converges, up to three more unfenced passes check
@@ -20,18 +22,24 @@ Cutover, in order:
    The pause starts here.
 4. **Mark**: a position at or past every write the source accepted, sent through the change
    stream as a marker the source turns into an immediate heartbeat.
-5. **Drain**: wait until the target's applier saved a position at or past it on every
-   partition.
-6. **Check** exactly, through both stores' savers: the threads the last pass found different
-   and every thread with a checkpoint or write newer than the last pass's start (checkpoint
-   ids are uuid6: they sort by time, as far as the app hosts' clocks agree with this one). A
-   deletion, or a write to an older checkpoint with no new checkpoint after it, is not in
-   that set (it is covered by the unfenced passes only).
-7. ``phase = cut_over`` is stored under the fence; releasing it lets the waiting writes go on,
-   and they re-read the record and go to the target. The pause (fence to commit) is stored.
+5. **Flip**: ``phase = cut_over`` is stored with the marker's position, and the fence is
+   released. The pause (fence to release) is only the lock, the marker and the record.
+6. **Per-thread drain**: a routing-saver call for a thread on the target first waits until the
+   thread's own partition of the pipeline applied the source up to the marker (every change of
+   a thread travels its partition in order), so a write waits only for its partition's backlog,
+   and not at all once that partition is through. The command waits for every partition.
+7. **Check** exactly, through both stores' savers: the namespaces the last pass found
+   different and every namespace with a checkpoint or write newer than the last pass's start
+   (checkpoint ids are uuid6: they sort by time, as far as the app hosts' clocks agree with
+   this one). A difference that stays after a few short retries switches every app back
+   (``rolled_back``, with the reason in the history) and the command exits 1: nothing is lost,
+   since the source holds every write made on the target meanwhile. A deletion, or a write to
+   an older checkpoint with no new checkpoint after it, is not in that set (it is covered by
+   the unfenced passes only).
 
-Any failure or timeout releases the fence with the record as it was (the app never left its
-store), commits the previous phase with the reason in the history, and returns a refusal.
+Any failure or timeout before the flip releases the fence with the record as it was (the app
+never left its store), commits the previous phase with the reason in the history, and returns
+a refusal; after the flip, it switches back as in 7.
 
 A canary (``percent`` < 100 or ``threads``) is the same switch for some threads only; a later
 cutover widens it (``cut_over -> fencing -> cut_over``).
@@ -60,7 +68,9 @@ from replicator.state import StateStore, applier_positions, open_state_store
 _POLL_S = 0.005
 _GATE_DIFFERENCES = 10_000
 _CONVERGE_PASSES = 3
-_FENCE_THREADS = 16  # few enough changed threads to check inside the fence
+_FENCE_PAIRS = 16  # few enough changed namespaces to check after the switch
+_SETTLE_TRIES = 3
+_SETTLE_S = 0.2
 
 
 @dataclass
@@ -137,16 +147,26 @@ def gate(config: Config, state: StateStore, target: TargetConfig, max_lag: float
     return sorted(int(p) for p in info["partitions"])
 
 
-def _verify_all(config: Config, target: TargetConfig) -> tuple[set[str], int]:
-    """Threads with a difference and threads read, over the whole history of every thread."""
+def verified_state_name(target: str) -> str:
+    return f"cutover.verified:{target}"
+
+
+def _verify_since(
+    config: Config, board: Switchboard, target: TargetConfig, since: str | None
+) -> tuple[set[str], int]:
+    """Threads with a difference and threads read, over the whole history of every thread
+    (``since`` None) or of those changed since the last cutover's verify."""
     from connectors.registry import make_sink, make_source
     from replicator.state import MemoryStateStore
     from replicator.verify import verify
 
+    threads = None if since is None else sorted({thread for thread, _ in board.changed(since)})
+    if threads is not None and not threads:
+        return set(), 0
     source = make_source(config.source, MemoryStateStore())
     sink = make_sink(target)
     try:
-        report = verify(source, sink, max_differences=_GATE_DIFFERENCES)
+        report = verify(source, sink, thread_ids=threads, max_differences=_GATE_DIFFERENCES)
     finally:
         source.close()
         sink.close()
@@ -176,15 +196,18 @@ class _Readers:
         self._sink.close()
 
 
-def _check_latest(board: Switchboard, readers: _Readers, threads: set[str]) -> set[str]:
-    """Threads whose latest checkpoint (with its pending writes) differs, per namespace."""
+def _check_latest(
+    board: Switchboard, readers: _Readers, pairs: set[tuple[str, str]], threads: set[str]
+) -> set[tuple[str, str]]:
+    """(thread, namespace) pairs whose latest checkpoint (with its pending writes) differs:
+    ``pairs``, and every namespace of ``threads`` (those a verify found different as a whole)."""
     from replicator.verify import verify_latest
 
-    if not threads:
+    wanted = set(pairs) | set(board.namespaces(sorted(threads)) if threads else ())
+    if not wanted:
         return set()
-    pairs = board.namespaces(sorted(threads))
-    report = verify_latest(readers.source, readers.target, pairs, max_differences=_GATE_DIFFERENCES)
-    return {d.thread_id for d in report.differences}
+    report = verify_latest(readers.source, readers.target, sorted(wanted), max_differences=_GATE_DIFFERENCES)
+    return {(d.thread_id, d.checkpoint_ns or "") for d in report.differences}
 
 
 def _drain(state: StateStore, target: str, partitions: list[int], position: int, deadline: float) -> None:
@@ -306,37 +329,33 @@ def run_cutover(
         partitions = gate(config, store, chosen, max_lag)
         readers = _Readers(config, chosen)
         since = str(uuid6(node=0, clock_seq=0))
-        suspects, threads = _verify_all(config, chosen)
-        say(f"gate: {threads} threads verified, {len(suspects)} differ (in flight or not)")
-        # Converge before fencing, as a pre-copy does: each pass re-checks what changed during
-        # the previous one, so the check inside the fence (the pause) covers only the last pass.
+        last = (store.get(verified_state_name(chosen.name)) or {}).get("since")
+        different, threads = _verify_since(config, board, chosen, last)
+        scope_text = "every thread" if last is None else "threads changed since the last cutover's verify"
+        say(f"gate: {threads} threads verified ({scope_text}), {len(different)} differ (in flight or not)")
+        verified_since = since
+        # Converge before fencing, as a pre-copy does: each pass re-checks the namespaces that
+        # changed during the previous one, so the check inside the fence (the pause) covers only
+        # what changed during the last pass.
+        pass_since = str(uuid6(node=0, clock_seq=0))
+        suspects = _check_latest(board, readers, board.changed(since), different)
+        since = pass_since
         for _ in range(_CONVERGE_PASSES):
             pass_since = str(uuid6(node=0, clock_seq=0))
-            changed = board.changed_threads(since)
-            if len(changed) <= _FENCE_THREADS:
+            changed = board.changed(since)
+            if len(changed) <= _FENCE_PAIRS:
                 break
-            recheck = suspects | changed
-            suspects = _check_latest(board, readers, recheck)
+            suspects = _check_latest(board, readers, suspects | changed, set())
             since = pass_since
-            say(f"gate: {len(recheck)} threads changed meanwhile checked again, {len(suspects)} differ")
+            say(f"gate: {len(changed)} namespaces changed meanwhile checked again, {len(suspects)} differ")
         _move(board, Phase.FENCING, f"cutover of {wanted.describe()} to {chosen.name}", timeout)
         started = True
         fault_point("cutover.fencing")
         deadline = time.monotonic() + timeout
         result = CutoverResult(ok=False, phase=Phase.FENCING)
         with board.fence(max(0.001, deadline - time.monotonic())) as fence:
-            result.fence_position = fence.mark()
+            position = result.fence_position = fence.mark()
             fault_point("cutover.in_fence")
-            _drain(store, chosen.name, partitions, result.fence_position, deadline)
-            result.drain_ms = (time.monotonic() - fence.fenced_at) * 1000
-            recheck = suspects | board.changed_threads(since)
-            differing = _check_latest(board, readers, recheck)
-            result.verified_threads = len(recheck)
-            if differing:
-                raise Refused(
-                    f"verify inside the fence found differences in {len(differing)} threads: "
-                    f"{', '.join(sorted(differing)[:10])}"
-                )
             if time.monotonic() > deadline:
                 raise Refused(f"timed out after {timeout:g}s")
             fault_point("cutover.before_flip")
@@ -348,13 +367,40 @@ def run_cutover(
                     percent=wanted.percent,
                     threads=wanted.threads,
                     pause_ms=pause_ms,
+                    drain_position=position,
+                    drain_partitions=tuple(partitions),
                 )
             )
         committed = fence.record
+        released = time.monotonic()
+        # Released: each thread's first call waits only for its own partition to apply up to
+        # the marker (RoutingSaver). Now wait for every partition, then check exactly what
+        # changed during the last unfenced pass; a difference switches everything back.
+        try:
+            _drain(store, chosen.name, partitions, position, released + timeout)
+            result.drain_ms = (time.monotonic() - released) * 1000
+            recheck = suspects | board.changed(since)
+            result.verified_threads = len({thread for thread, _ in recheck})
+            differing = _settle(board, readers, recheck)
+            if differing:
+                names = sorted({thread for thread, _ in differing})
+                raise Refused(
+                    f"the check after the switch found differences in {len(names)} threads: "
+                    f"{', '.join(names[:10])}"
+                )
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, Refused) else str(_classified(exc))
+            undone = _switch_back(board, timeout, f"cutover undone: {reason}")
+            say(f"refused: {reason}; every app is back on the source (epoch {undone.epoch})")
+            return CutoverResult(ok=False, phase=undone.phase, reason=reason, steps=say.steps)
+        # Everything changed before the gate's verify began is verified now: the next cutover
+        # verifies only what changed after it (deletions are not seen that way: see README).
+        store.put(verified_state_name(chosen.name), {"since": verified_since})
         result.ok, result.phase, result.pause_ms, result.steps = True, committed.phase, pause_ms, say.steps
         say(
             f"cut over {wanted.describe()} to {chosen.name}: write pause {pause_ms:.1f} ms "
-            f"(drain {result.drain_ms:.1f} ms, {result.verified_threads} threads checked in the fence), "
+            f"(then each partition drained within {result.drain_ms:.1f} ms; "
+            f"{result.verified_threads} threads changed during the last pass checked), "
             f"epoch {committed.epoch}"
         )
         return result
@@ -366,6 +412,33 @@ def run_cutover(
         board.close()
         if own_state:
             store.close()
+
+
+def _classified(exc: Exception) -> ReplicatorError:
+    from replicator.errors import classify
+
+    return classify(exc)
+
+
+def _settle(board: Switchboard, readers: _Readers, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Pairs still different after a few short retries: a write in flight between the two
+    stores (source committed, target not yet) differs for a moment, a real difference stays."""
+    differing = _check_latest(board, readers, pairs, set())
+    for _ in range(_SETTLE_TRIES):
+        if not differing:
+            break
+        time.sleep(_SETTLE_S)
+        differing = _check_latest(board, readers, differing, set())
+    return differing
+
+
+def _switch_back(board: Switchboard, timeout: float, note: str) -> MigrationRecord:
+    """Every app back to the source, through the same fence as a rollback."""
+    _move(board, Phase.ROLLING_BACK, note, timeout)
+    with board.fence(timeout) as fence:
+        pause_ms = (time.monotonic() - fence.fenced_at) * 1000
+        fence.commit(fence.record.moved(Phase.ROLLED_BACK, pause_ms=pause_ms, note=note))
+    return fence.record
 
 
 def run_rollback(

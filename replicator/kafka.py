@@ -114,3 +114,12 @@ def consumer(config: KafkaConfig, group_id: str, **overrides: Any) -> KafkaConsu
         return KafkaConsumer(**options)
     except (KafkaError, OSError) as exc:
         raise _unreachable(config, exc) from None
+
+
+def partition_of(key: str, partitions: list[int] | tuple[int, ...]) -> int:
+    """The partition the default partitioner (murmur2 of the key, as the Java client and
+    kafka-python do) gives a keyed record: where a thread's changes go."""
+    from kafka.partitioner.default import murmur2
+
+    ordered = sorted(partitions)
+    return ordered[(murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % len(ordered)]

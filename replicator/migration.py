@@ -93,6 +93,10 @@ class MigrationRecord:
     threads: frozenset[str] = frozenset()  # threads on the target besides ``percent``'s
     switched_at: float | None = None
     pause_ms: float | None = None
+    # Set by a cutover's flip: a thread reaches the target only once its partition applied the
+    # source up to here (the fence's marker), so it waits only for its own partition's backlog.
+    drain_position: int | None = None
+    drain_partitions: tuple[int, ...] = ()
     history: tuple[dict[str, Any], ...] = field(default_factory=tuple)
 
     @property
@@ -122,6 +126,8 @@ class MigrationRecord:
         percent: int | None = None,
         threads: frozenset[str] | None = None,
         pause_ms: float | None = None,
+        drain_position: int | None = None,
+        drain_partitions: tuple[int, ...] = (),
         note: str = "",
         now: float | None = None,
     ) -> MigrationRecord:
@@ -136,6 +142,9 @@ class MigrationRecord:
         threads = self.threads if threads is None else threads
         if store is Store.SOURCE:
             percent, threads = 100, frozenset()
+        drain: tuple[int | None, tuple[int, ...]] = (drain_position, drain_partitions)
+        if drain_position is None:
+            drain = (None, ()) if store is Store.SOURCE else (self.drain_position, self.drain_partitions)
         switched = (store, percent, threads) != (self.store, self.percent, self.threads)
         now = time.time() if now is None else now
         entry: dict[str, Any] = {"at": round(now, 3), "from": self.phase.value, "to": phase.value}
@@ -155,6 +164,8 @@ class MigrationRecord:
             threads=threads,
             switched_at=now if switched else self.switched_at,
             pause_ms=pause_ms if switched else self.pause_ms,
+            drain_position=drain[0],
+            drain_partitions=tuple(drain[1]),
             history=(*self.history, entry)[-HISTORY_KEPT:],
         )
 
@@ -169,6 +180,8 @@ class MigrationRecord:
             "threads": sorted(self.threads),
             "switched_at": self.switched_at,
             "pause_ms": self.pause_ms,
+            "drain_position": self.drain_position,
+            "drain_partitions": list(self.drain_partitions),
             "history": list(self.history),
         }
 
@@ -183,6 +196,8 @@ class MigrationRecord:
             threads=frozenset(data.get("threads") or ()),
             switched_at=data.get("switched_at"),
             pause_ms=data.get("pause_ms"),
+            drain_position=data.get("drain_position"),
+            drain_partitions=tuple(data.get("drain_partitions") or ()),
             history=tuple(data.get("history") or ()),
         )
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,9 +59,12 @@ from connectors.base import Sink, Switchboard
 from replicator.config import Config, load_config
 from replicator.errors import ErrorKind, ReplicatorError
 from replicator.faults import fault_point
+from replicator.kafka import partition_of
 from replicator.migration import MigrationRecord
+from replicator.state import POSITION, StateStore, applier_positions, open_state_store
 
 T = TypeVar("T")
+_DRAIN_POLL_S = 0.002
 _Op = Callable[[BaseCheckpointSaver[str]], T]
 
 
@@ -83,8 +87,14 @@ class RoutingSaver(BaseCheckpointSaver[str]):
         board: Switchboard,
         targets: dict[str, Callable[[], BaseCheckpointSaver[str]]],
         default_target: str,
+        state: Callable[[], StateStore] | None = None,
+        drain_timeout: float = 30.0,
     ) -> None:
         self._board = board
+        self._open_state = state
+        self._state: StateStore | None = None
+        self._drain_timeout = drain_timeout
+        self._drained: dict[tuple[str, int], int] = {}  # (target, partition) -> position applied
         self._source = board.saver()
         super().__init__(serde=self._source.serde)
         self._target_factories = targets
@@ -114,14 +124,20 @@ class RoutingSaver(BaseCheckpointSaver[str]):
 
             return open_saver
 
+        def state() -> StateStore:
+            return open_state_store(cfg, create=False)
+
+        saver: RoutingSaver | None = None
         try:
-            saver = cls(board, {t.name: factory(t.name) for t in cfg.targets}, cfg.targets[0].name)
+            saver = cls(board, {t.name: factory(t.name) for t in cfg.targets}, cfg.targets[0].name, state)
             if setup:
                 saver._source.setup()  # type: ignore[attr-defined]
             yield saver
         finally:
             for sink in sinks:
                 sink.close()
+            if saver is not None and saver._state is not None:
+                saver._state.close()
             board.close()
 
     # -- routing ----------------------------------------------------------------------------------
@@ -141,12 +157,43 @@ class RoutingSaver(BaseCheckpointSaver[str]):
             self._targets[name] = self._target_factories[name]()
         return self._targets[name]
 
+    def _await_drain(self, record: MigrationRecord, thread_id: str) -> None:
+        """Hold a thread's first call after a cutover until its partition of the pipeline
+        applied the source up to the cutover's marker: only that thread's own in-flight
+        changes (its partition's backlog) are waited for, not the whole pipeline's."""
+        position, target = record.drain_position, record.target or self._default_target
+        if position is None or not record.drain_partitions:
+            return
+        partition = partition_of(thread_id, record.drain_partitions)
+        if self._drained.get((target, partition), -1) >= position:
+            return
+        if self._state is None:
+            if self._open_state is None:
+                return
+            self._state = self._open_state()
+        deadline = time.monotonic() + self._drain_timeout
+        while True:
+            applied = int((applier_positions(self._state, target).get(partition) or {}).get(POSITION) or 0)
+            if applied >= position:
+                self._drained[(target, partition)] = applied
+                return
+            if time.monotonic() > deadline:
+                raise ReplicatorError(
+                    ErrorKind.TARGET_UNREACHABLE,
+                    f"thread {thread_id!r} is on target {target!r}, which has not applied the source up to "
+                    f"the cutover on partition {partition} after {self._drain_timeout:g}s: "
+                    "is `replicator run` running? (`replicator rollback` returns every app to the source)",
+                )
+            time.sleep(_DRAIN_POLL_S)
+
     def _write(self, thread_id: str | None, op: _Op[T]) -> T:
         with self._lock:
             with self._board.app_write() as record:
                 to_target = thread_id is not None and record.routes_to_target(thread_id)
                 if not to_target:
                     return op(self._source)
+                assert thread_id is not None
+                self._await_drain(record, thread_id)
                 if record.shadow_to_source:
                     op(self._source)
                 target = self._target(record)
@@ -159,6 +206,7 @@ class RoutingSaver(BaseCheckpointSaver[str]):
             record = self._board.record()
             if thread_id is None or not record.routes_to_target(thread_id):
                 return op(self._source)  # the source connection is used under the lock
+            self._await_drain(record, thread_id)
             target = self._target(record)
         return op(target)
 

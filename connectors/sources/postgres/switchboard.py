@@ -151,14 +151,16 @@ class PostgresSwitchboard:
                 ) from None
             yield PostgresFence(self, record)
 
-    def changed_threads(self, since_id: str) -> set[str]:
-        """Threads with a checkpoint or write newer than ``since_id`` (uuid6 ids sort by time)."""
+    def changed(self, since_id: str) -> set[tuple[str, str]]:
+        """(thread, namespace) with a checkpoint or write newer than ``since_id`` (uuid6 ids
+        sort by time)."""
         schema = self.config.schema_name
         query = sql.SQL(
-            "SELECT thread_id FROM {} WHERE checkpoint_id > %s"
-            " UNION SELECT thread_id FROM {} WHERE checkpoint_id > %s"
+            "SELECT thread_id, checkpoint_ns FROM {} WHERE checkpoint_id > %s"
+            " UNION SELECT thread_id, checkpoint_ns FROM {} WHERE checkpoint_id > %s"
         ).format(sql.Identifier(schema, "checkpoints"), sql.Identifier(schema, "checkpoint_writes"))
-        return {row["thread_id"] for row in self.conn.execute(query, (since_id, since_id)).fetchall()}
+        rows = self.conn.execute(query, (since_id, since_id)).fetchall()
+        return {(row["thread_id"], row["checkpoint_ns"]) for row in rows}
 
     def namespaces(self, threads: list[str]) -> list[tuple[str, str]]:
         """(thread, namespace) of every checkpoint namespace of ``threads``; ("t", "") for a
@@ -166,9 +168,8 @@ class PostgresSwitchboard:
         query = sql.SQL("SELECT DISTINCT thread_id, checkpoint_ns FROM {} WHERE thread_id = ANY(%s)").format(
             sql.Identifier(self.config.schema_name, "checkpoints")
         )
-        pairs = [
-            (r["thread_id"], r["checkpoint_ns"]) for r in self.conn.execute(query, (threads,)).fetchall()
-        ]
+        rows = self.conn.execute(query, (threads,)).fetchall()
+        pairs = [(r["thread_id"], r["checkpoint_ns"]) for r in rows]
         present = {thread for thread, _ in pairs}
         return pairs + [(thread, "") for thread in threads if thread not in present]
 
