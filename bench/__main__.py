@@ -53,8 +53,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     g.add_argument("--consumers", type=int, nargs="+", default=[1, 2, 4], help="consumer counts")
     g = ap.add_argument_group("6. write pause at cutover")
     g.add_argument("--switches", type=int, default=20, help="cutovers (each followed by a rollback)")
-    g.add_argument("--switch-rate", type=float, default=24.0, help="checkpoints/s the apps write meanwhile")
-    g.add_argument("--switch-writers", type=int, default=4, help="app processes writing meanwhile")
+    g.add_argument("--switch-rate", type=float, default=8.0, help="checkpoints/s the apps write meanwhile")
+    g.add_argument("--switch-writers", type=int, default=2, help="app processes writing meanwhile")
     args = ap.parse_args(argv)
     if args.quick:
         args.threads, args.real_threads, args.baseline_threads = 300, 50, 10

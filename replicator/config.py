@@ -148,6 +148,48 @@ class HttpConfig(_Strict):
     listen: str | None = None
 
 
+class CutoverConfig(_Strict):
+    """``[cutover]``: the daemon switches the app by itself (off by default).
+
+    Only from ``replicating`` (never after an operator's rollback), once the gate (caught up
+    within ``max_lag_s``, no dead letter) has held for ``hold_s`` inside ``window`` (UTC,
+    ``"HH:MM-HH:MM"``, may wrap midnight; none: any time).
+    """
+
+    auto: bool = False
+    target: str | None = None
+    hold_s: float = Field(60.0, ge=0, le=86_400)
+    window: str | None = None
+    max_lag_s: float = Field(5.0, gt=0, le=3600)
+    timeout_s: float = Field(30.0, gt=0, le=3600)
+    percent: int = Field(100, ge=1, le=100)
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str | None) -> str | None:
+        if value is not None:
+            _parse_window(value)
+        return value
+
+    def in_window(self, minute_of_day: int) -> bool:
+        if self.window is None:
+            return True
+        start, end = _parse_window(self.window)
+        if start <= end:
+            return start <= minute_of_day < end
+        return minute_of_day >= start or minute_of_day < end  # wraps midnight
+
+
+def _parse_window(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", text)
+    if not match:
+        raise ValueError(f"window must look like 02:00-04:00 (UTC), got {text!r}")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59:
+        raise ValueError(f"window has an hour above 23 or a minute above 59: {text!r}")
+    return h1 * 60 + m1, h2 * 60 + m2
+
+
 class LogConfig(_Strict):
     format: Literal["json", "console"] = "json"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -161,6 +203,7 @@ class Config(_Strict):
     state: StateConfig | None = None
     http: HttpConfig = HttpConfig()
     log: LogConfig = LogConfig()
+    cutover: CutoverConfig = Field(default_factory=lambda: CutoverConfig.model_validate({}))
 
     @model_validator(mode="after")
     def _state_has_a_home(self) -> Config:
@@ -189,6 +232,15 @@ class Config(_Strict):
         if duplicates:
             raise ValueError(f"target names must be unique; repeated: {', '.join(duplicates)}")
         return targets
+
+    @model_validator(mode="after")
+    def _cutover_target_exists(self) -> Config:
+        name = self.cutover.target
+        if name is not None and name not in {t.name for t in self.targets}:
+            raise ValueError(f"cutover.target {name!r} is not one of the targets")
+        if self.cutover.auto and name is None and len(self.targets) > 1:
+            raise ValueError("cutover.auto with several targets: name one in cutover.target")
+        return self
 
     def target(self, name: str) -> TargetConfig:
         for target in self.targets:

@@ -4,17 +4,12 @@ Cutover, in order:
 
 1. **Gate** (nothing changed yet): the target's initial copy is done, its lag is within
    ``max_lag`` seconds, no thread is dead-lettered, and a verify runs: of every thread the
-   first time, then of the threads changed since the last successful cutover's verify began
-   (a deletion is not a change seen that way: ``replicator verify`` checks everything). Under
-   live writes that verify sees threads the pipeline has not carried yet, so its differences
-   are not a refusal here: those threads are compared again inside the fence, where the
-   comparison is exact. Then, as a pre-copy converges, up to three more unfenced passes check
-   the threads changed during the previous pass (and those that differed), until few enough
-   changed: what is left to check inside the fence (the pause) is what changed during the
-   last pass. These passes and the fence compare what a resuming graph reads (the latest
-   checkpoint and its pending writes of every namespace, ``verify_latest``), not the whole
-   history: a full verify of a busy thread reads every checkpoint and is too slow to hold
-   writes for.
+   first time, then of the history written since the last successful cutover's verify began,
+   in the namespaces it touched (checkpoints are never rewritten; a deletion is not a change
+   seen that way: ``replicator verify`` checks everything). Under live writes that verify sees
+   changes the pipeline has not carried yet: once the target applied what the source had when
+   the gate began, the threads that differed are compared again, and one that still differs
+   and was not written since is a refusal. The rest is compared after the switch (7).
 2. ``phase = fencing`` is committed (``status`` shows a switch in progress; a killed cutover
    leaves this trace, and the app still uses the store it used).
 3. **Fence**: the switchboard's exclusive fence (Postgres: ``FOR UPDATE`` on the record under
@@ -28,20 +23,22 @@ Cutover, in order:
    thread's own partition of the pipeline applied the source up to the marker (every change of
    a thread travels its partition in order), so a write waits only for its partition's backlog,
    and not at all once that partition is through. The command waits for every partition.
-7. **Check** exactly, through both stores' savers: the namespaces the last pass found
-   different and every namespace with a checkpoint or write newer than the last pass's start
-   (checkpoint ids are uuid6: they sort by time, as far as the app hosts' clocks agree with
-   this one). A difference that stays after a few short retries switches every app back
-   (``rolled_back``, with the reason in the history) and the command exits 1: nothing is lost,
+7. **Check** exactly, through both stores' savers (the latest checkpoint and its pending
+   writes, as a resuming graph reads them): every namespace with a checkpoint or write newer
+   than the gate's start (checkpoint ids are uuid6: they sort by time, as far as the app hosts'
+   clocks agree with this one), and those the gate left in doubt. A difference that stays
+   after a few short retries switches every app back (``rolled_back``, with the reason in the
+   history) and the command exits 1: nothing is lost,
    since the source holds every write made on the target meanwhile. A deletion, or a write to
    an older checkpoint with no new checkpoint after it, is not in that set (it is covered by
-   the unfenced passes only).
+   the gate's verify only).
 
 Any failure or timeout before the flip releases the fence with the record as it was (the app
 never left its store), commits the previous phase with the reason in the history, and returns
 a refusal; after the flip, it switches back as in 7.
 
-A canary (``percent`` < 100 or ``threads``) is the same switch for some threads only; a later
+The check runs after the release, so its length is not a pause: the fence never waits for a
+target read. A canary (``percent`` < 100 or ``threads``) is the same switch for some threads only; a later
 cutover widens it (``cut_over -> fencing -> cut_over``).
 
 Rollback is the same fence in the other direction, with no drain: while cut over, every
@@ -67,8 +64,6 @@ from replicator.state import StateStore, applier_positions, open_state_store
 
 _POLL_S = 0.005
 _GATE_DIFFERENCES = 10_000
-_CONVERGE_PASSES = 3
-_FENCE_PAIRS = 16  # few enough changed namespaces to check after the switch
 _SETTLE_TRIES = 3
 _SETTLE_S = 0.2
 
@@ -80,7 +75,8 @@ class CutoverResult:
     reason: str = ""
     pause_ms: float | None = None  # fence to commit, as the waiting writes saw it
     fence_position: int | None = None
-    drain_ms: float | None = None
+    drain_ms: float | None = None  # release to every partition applied up to the marker
+    released_at: float | None = None  # wall clock (time.time()) when the fence was released
     verified_threads: int = 0
     steps: list[str] = field(default_factory=list)
 
@@ -120,10 +116,10 @@ def pick_target(config: Config, name: str | None) -> TargetConfig:
     return config.targets[0]
 
 
-def gate(config: Config, state: StateStore, target: TargetConfig, max_lag: float) -> list[int]:
+def gate(config: Config, state: StateStore, target: TargetConfig, max_lag: float) -> tuple[list[int], int]:
     """Raise Refused unless the target is caught up within ``max_lag`` s with no dead letter.
 
-    Returns the publisher's partitions (each must be drained at the fence).
+    Returns the publisher's partitions (each must be drained at the fence) and the source head.
     """
     from replicator.status import collect, source_head
 
@@ -144,29 +140,48 @@ def gate(config: Config, state: StateStore, target: TargetConfig, max_lag: float
     lag = float(info["lag"]["seconds"])
     if not info["caught_up"] and lag > max_lag:
         raise Refused(f"target {target.name!r} is {lag:.1f}s behind the source (--max-lag {max_lag:g}s)")
-    return sorted(int(p) for p in info["partitions"])
+    return sorted(int(p) for p in info["partitions"]), head
 
 
 def verified_state_name(target: str) -> str:
     return f"cutover.verified:{target}"
 
 
+def new_mark() -> str:
+    """A checkpoint-id-shaped mark of now (uuid6 sorts by time, as checkpoint ids do)."""
+    from langgraph.checkpoint.base.id import uuid6
+
+    return str(uuid6(node=0, clock_seq=0))
+
+
+def record_verified(state: StateStore, target: str, since: str) -> None:
+    """Every thread was found equal by a verify that began at ``since``: the next cutover's
+    gate verifies only what was written after it."""
+    state.put(verified_state_name(target), {"since": since})
+
+
 def _verify_since(
     config: Config, board: Switchboard, target: TargetConfig, since: str | None
 ) -> tuple[set[str], int]:
-    """Threads with a difference and threads read, over the whole history of every thread
-    (``since`` None) or of those changed since the last cutover's verify."""
+    """Threads with a difference and threads read: the whole history of every thread (``since``
+    None), or the history written since the last cutover's verify in the namespaces changed."""
     from connectors.registry import make_sink, make_source
     from replicator.state import MemoryStateStore
-    from replicator.verify import verify
+    from replicator.verify import verify, verify_changed
 
-    threads = None if since is None else sorted({thread for thread, _ in board.changed(since)})
-    if threads is not None and not threads:
+    pairs = None if since is None else sorted(board.changed(since))
+    if pairs is not None and not pairs:
         return set(), 0
     source = make_source(config.source, MemoryStateStore())
     sink = make_sink(target)
     try:
-        report = verify(source, sink, thread_ids=threads, max_differences=_GATE_DIFFERENCES)
+        if pairs is None or since is None:
+            report = verify(source, sink, max_differences=_GATE_DIFFERENCES)
+        else:
+            report = verify_changed(
+                source.saver(), sink.saver(), pairs, since, max_differences=_GATE_DIFFERENCES
+            )
+            report.threads = len({thread for thread, _ in pairs})
     finally:
         source.close()
         sink.close()
@@ -304,8 +319,6 @@ def run_cutover(
     log: Callable[[str], None] | None = None,
 ) -> CutoverResult:
     """Switch every routing-saver app (or a canary's threads) to ``target`` (module doc)."""
-    from langgraph.checkpoint.base.id import uuid6
-
     from connectors.registry import make_switchboard
 
     chosen = pick_target(config, target)
@@ -326,28 +339,22 @@ def run_cutover(
         wanted = (scope or Scope()).widen(record)
         if record.on_target and (wanted.percent, wanted.threads) == (record.percent, record.threads):
             raise Refused(f"{wanted.describe()} already on {chosen.name!r}: nothing to cut over")
-        partitions = gate(config, store, chosen, max_lag)
+        partitions, head = gate(config, store, chosen, max_lag)
         readers = _Readers(config, chosen)
-        since = str(uuid6(node=0, clock_seq=0))
+        since = new_mark()
         last = (store.get(verified_state_name(chosen.name)) or {}).get("since")
         different, threads = _verify_since(config, board, chosen, last)
         scope_text = "every thread" if last is None else "threads changed since the last cutover's verify"
         say(f"gate: {threads} threads verified ({scope_text}), {len(different)} differ (in flight or not)")
-        verified_since = since
-        # Converge before fencing, as a pre-copy does: each pass re-checks the namespaces that
-        # changed during the previous one, so the check inside the fence (the pause) covers only
-        # what changed during the last pass.
-        pass_since = str(uuid6(node=0, clock_seq=0))
-        suspects = _check_latest(board, readers, board.changed(since), different)
-        since = pass_since
-        for _ in range(_CONVERGE_PASSES):
-            pass_since = str(uuid6(node=0, clock_seq=0))
-            changed = board.changed(since)
-            if len(changed) <= _FENCE_PAIRS:
-                break
-            suspects = _check_latest(board, readers, suspects | changed, set())
-            since = pass_since
-            say(f"gate: {len(changed)} namespaces changed meanwhile checked again, {len(suspects)} differ")
+        suspects: set[tuple[str, str]] = set()
+        if different:
+            # In flight, or really different? Once the target applied what the source had when
+            # the gate began, what still differs is a refusal (nothing switched yet).
+            _drain(store, chosen.name, partitions, head, time.monotonic() + timeout)
+            suspects = _settle(board, readers, set(board.namespaces(sorted(different))))
+            if suspects and not {t for t, _ in suspects} <= {t for t, _ in board.changed(since)}:
+                names = sorted({t for t, _ in suspects} - {t for t, _ in board.changed(since)})
+                raise Refused(f"verify found differences in {len(names)} threads: {', '.join(names[:10])}")
         _move(board, Phase.FENCING, f"cutover of {wanted.describe()} to {chosen.name}", timeout)
         started = True
         fault_point("cutover.fencing")
@@ -373,13 +380,14 @@ def run_cutover(
             )
         committed = fence.record
         released = time.monotonic()
+        result.released_at = time.time()
         # Released: each thread's first call waits only for its own partition to apply up to
         # the marker (RoutingSaver). Now wait for every partition, then check exactly what
         # changed during the last unfenced pass; a difference switches everything back.
         try:
             _drain(store, chosen.name, partitions, position, released + timeout)
             result.drain_ms = (time.monotonic() - released) * 1000
-            recheck = suspects | board.changed(since)
+            recheck = suspects | board.changed(since)  # everything written since the gate began
             result.verified_threads = len({thread for thread, _ in recheck})
             differing = _settle(board, readers, recheck)
             if differing:
@@ -395,12 +403,12 @@ def run_cutover(
             return CutoverResult(ok=False, phase=undone.phase, reason=reason, steps=say.steps)
         # Everything changed before the gate's verify began is verified now: the next cutover
         # verifies only what changed after it (deletions are not seen that way: see README).
-        store.put(verified_state_name(chosen.name), {"since": verified_since})
+        record_verified(store, chosen.name, since)
         result.ok, result.phase, result.pause_ms, result.steps = True, committed.phase, pause_ms, say.steps
         say(
             f"cut over {wanted.describe()} to {chosen.name}: write pause {pause_ms:.1f} ms "
             f"(then each partition drained within {result.drain_ms:.1f} ms; "
-            f"{result.verified_threads} threads changed during the last pass checked), "
+            f"{result.verified_threads} threads changed during the gate checked), "
             f"epoch {committed.epoch}"
         )
         return result

@@ -22,6 +22,7 @@ import structlog
 from connectors.base import Source, Switchboard
 from connectors.registry import make_sink, make_source
 from replicator.applier import Applier
+from replicator.autocutover import AutoCutover
 from replicator.config import Config
 from replicator.errors import ReplicatorError, Retry, classify
 from replicator.http import StatusServer
@@ -75,6 +76,18 @@ class Daemon:
     http_port: int | None = None
     _metrics: Metrics | None = None
     _previous_head: int = 0
+    auto_cutover: AutoCutover = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.auto_cutover = AutoCutover(self.config)
+        if self.config.cutover.auto:
+            settings = self.config.cutover
+            log.warning(
+                "unattended cutover is on: the daemon switches the app once the gate holds",
+                hold_s=settings.hold_s,
+                window=settings.window or "any time",
+                target=self.auto_cutover.target,
+            )
 
     def preflight(self) -> None:
         """Fail fast, before any thread starts, on everything an operator must fix."""
@@ -197,6 +210,7 @@ class Daemon:
                 # The daemon's own writes (positions) keep moving the WAL head, so "caught up"
                 # is judged against the head of the previous round, a second ago.
                 self.report = recheck_caught_up(report, self._previous_head or head, exact_backlog=True)
+                self.auto_cutover.consider(self.report)
                 self._previous_head = head
                 self.report_error = None
                 self.report_at = time.monotonic()
@@ -261,6 +275,7 @@ class Daemon:
             "publisher": publisher.stage if publisher is not None else None,
             "appliers": appliers,
             "stages": self.stages,
+            "auto_cutover": self.auto_cutover,
         }
 
     def _supervise(self, name: str, build: Callable[[], tuple[Stage, Callable[[], None]]]) -> None:

@@ -50,6 +50,8 @@ METRIC_NAMES = (
     f"{PREFIX}_migration_epoch",
     f"{PREFIX}_migration_percent_on_target",
     f"{PREFIX}_switch_pause_seconds",
+    f"{PREFIX}_auto_cutover_armed",
+    f"{PREFIX}_auto_cutover_attempts_total",
 )
 
 
@@ -172,6 +174,21 @@ class _StateCollector(Collector):
             restarts.add_metric([name], stage.restarts)
             running.add_metric([name], 1 if stage.state is StageState.RUNNING else 0)
         yield from (restarts, running)
+        auto = view.get("auto_cutover")
+        if auto is not None:
+            yield gauge(
+                "auto_cutover_armed",
+                "1 while [cutover] auto waits for the gate to hold (0: off, done or switching).",
+                1 if auto.armed else 0,
+            )
+            attempts = CounterMetricFamily(
+                f"{PREFIX}_auto_cutover_attempts",
+                "Unattended cutovers started, by result.",
+                labels=["result"],
+            )
+            for result, count in auto.attempts.items():
+                attempts.add_metric([result], count)
+            yield attempts
 
 
 class Metrics:

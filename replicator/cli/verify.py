@@ -17,7 +17,8 @@ from replicator.redact import redact
 def verify(config_path: str, target_name: str | None, threads: tuple[str, ...]) -> None:
     """Compare every thread through both stores' own LangGraph savers; exit 1 on a difference."""
     from connectors.registry import make_sink, make_source
-    from replicator.state import MemoryStateStore
+    from replicator.cutover import new_mark, record_verified
+    from replicator.state import MemoryStateStore, open_state_store
     from replicator.verify import verify as run_verify
 
     config = load(config_path)
@@ -30,9 +31,17 @@ def verify(config_path: str, target_name: str | None, threads: tuple[str, ...]) 
             sink = make_sink(target)
             try:
                 sink.check()
+                since = new_mark()
                 report = run_verify(source, sink, thread_ids=threads or None)
             finally:
                 sink.close()
+            if report.ok and not threads:
+                # A later cutover's gate then verifies only what was written after this one.
+                state = open_state_store(config)
+                try:
+                    record_verified(state, target.name, since)
+                finally:
+                    state.close()
             click.echo(
                 f"{target.name}: {report.threads} threads, {report.checkpoints} checkpoints, "
                 f"{report.writes} writes, {len(report.differences)} differences"

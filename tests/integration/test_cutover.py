@@ -264,3 +264,155 @@ def test_cutover_refuses_when_not_caught_up(config_path: Path, pg_dsn: str) -> N
         assert "refused" in result.stdout and "initial copy is not done" in result.stdout
         record = saver.record()
         assert (record.phase, record.store, record.epoch) == (Phase.REPLICATING, Store.SOURCE, 0)
+
+
+def _thread_with_bucket(prefix: str, below: int, at_least: int = 0) -> str:
+    """A new thread id whose stable hash bucket is in [at_least, below)."""
+    from replicator.migration import bucket
+
+    return next(f"{prefix}-{i}" for i in range(10_000) if at_least <= bucket(f"{prefix}-{i}") < below)
+
+
+class _Talker:
+    """Conversations in the background through one saver, paused around each comparison."""
+
+    def __init__(self, graph: Any) -> None:
+        self.graph, self.count = graph, 0
+        self._go, self._idle, self._stop = threading.Event(), threading.Event(), threading.Event()
+        self._go.set()
+        self._thread = threading.Thread(target=self._run)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self._go.is_set():
+                self._idle.set()
+                self._go.wait(0.1)
+                continue
+            self._idle.clear()
+            run_conversation(self.graph, f"bg-{self.count}", turns=1)
+            self.count += 1
+            self._stop.wait(2.0)  # pace: a steady load, not a flood
+
+    def pause(self) -> int:
+        self._go.clear()
+        wait_for(self._idle.is_set, 120, "the background conversation to finish")
+        return self.count
+
+    def resume(self) -> None:
+        self._go.set()
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._go.set()
+        self._thread.join(120)
+        return self.count
+
+
+@pytest.mark.timeout(1500)
+def test_canary_10_then_50_rollback_of_the_canary_then_100(config_path: Path, daemon: DaemonProcess) -> None:
+    config = load(config_path)
+    threads = 0
+    with RoutingSaver.from_config(config_path) as saver:
+        graph = build_graph(saver)
+        target = make_sink(config.targets[0]).saver()
+
+        def converse(thread_id: str) -> None:
+            nonlocal threads
+            run_conversation(graph, thread_id, turns=1)
+            threads += 1
+
+        for i in range(6):
+            converse(f"canary-{i}")
+        daemon.start()
+        wait_caught_up(config, daemon)
+        talker = _Talker(graph)
+
+        def equal() -> None:
+            written = talker.pause()
+            wait_caught_up(config, daemon)
+            assert_equal(config, threads=threads + written)
+            talker.resume()
+
+        def routed_by_thread(step: str, percent: int) -> None:
+            """With the pipeline stopped, a write lands on the target only if its thread is in
+            the canary; the source gets every write (the shadow copy)."""
+            assert daemon.terminate() == 0
+            inside = _thread_with_bucket(f"in-{step}", percent)
+            outside = _thread_with_bucket(f"out-{step}", 100, at_least=percent)
+            converse(inside)
+            converse(outside)
+            assert target.get_tuple({"configurable": {"thread_id": inside}}) is not None
+            assert target.get_tuple({"configurable": {"thread_id": outside}}) is None
+            assert _rows(config.source.dsn.get_secret_value(), inside) > 0
+            daemon.start()
+
+        try:
+            for step, percent in (("10", 10), ("50", 50)):
+                result = cli(
+                    "cutover",
+                    "--config",
+                    str(config_path),
+                    "--percent",
+                    str(percent),
+                    "--max-lag",
+                    "30",
+                    timeout=600,
+                )
+                assert result.returncode == 0, result.stdout + result.stderr
+                assert f"cut over {percent}% of threads to dynamo" in result.stdout
+                record = saver.record()
+                assert (record.phase, record.percent, record.store) == (Phase.CUT_OVER, percent, Store.TARGET)
+                routed_by_thread(step, percent)
+
+            # Rollback of the canary: every app on the source again, the source holds every write.
+            result = cli("rollback", "--config", str(config_path), timeout=600)
+            assert result.returncode == 0, result.stdout + result.stderr
+            record = saver.record()
+            assert (record.phase, record.store, record.percent) == (Phase.ROLLED_BACK, Store.SOURCE, 100)
+            converse("after-canary-rollback")
+            equal()
+
+            # Then everything: a thread outside any canary goes to the target too.
+            result = cli("cutover", "--config", str(config_path), "--max-lag", "30", timeout=600)
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert "cut over every thread to dynamo" in result.stdout
+            converse("after-full-cutover")
+            assert target.get_tuple({"configurable": {"thread_id": "after-full-cutover"}}) is not None
+        finally:
+            written = talker.stop()
+        wait_caught_up(config, daemon)
+        assert_equal(config, threads=threads + written)
+        for i in range(written):
+            assert _final_state(graph, f"bg-{i}") == _reference(f"bg-{i}"), i
+
+
+def test_the_daemon_cuts_over_by_itself_once_the_gate_held(
+    tmp_path: Path, pg_dsn: str, broker: Any, kafka_topic: str, moto: Any, dynamo_table: str, s3_bucket: str
+) -> None:
+    path = write_config(
+        tmp_path / "auto.toml",
+        dsn=pg_dsn,
+        bootstrap=broker.bootstrap_servers,
+        topic=kafka_topic,
+        endpoint=moto.endpoint_url,
+        table=dynamo_table,
+        bucket=s3_bucket,
+        extra="[cutover]\nauto = true\nhold_s = 1\nmax_lag_s = 30\n",
+    )
+    daemon = DaemonProcess(path, tmp_path)
+    with RoutingSaver.from_config(path) as saver:
+        graph = build_graph(saver)
+        run_conversation(graph, "before", turns=1, resume=False)  # left at its interrupt()
+        daemon.start()
+        try:
+            wait_for(lambda: saver.record().phase is Phase.CUT_OVER, 180, "the unattended cutover")
+            graph.invoke(Command(resume="on the target"), {"configurable": {"thread_id": "before"}})
+            run_conversation(graph, "after", turns=1)
+            target = make_sink(load(path).targets[0]).saver()
+            assert target.get_tuple({"configurable": {"thread_id": "after"}}) is not None
+            assert _final_state(graph, "before")["approved"] == "on the target"
+            wait_for(lambda: "unattended cutover: done" in daemon.output(), 30, "the log line")
+            assert "unattended cutover is on" in daemon.output()
+        finally:
+            daemon.stop()

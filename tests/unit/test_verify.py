@@ -394,3 +394,23 @@ def test_small_pages_give_the_same_report(
     monkeypatch.setattr("replicator.verify._PAGE", page)
     test_identical_run_is_ok_with_counts(stores)
     test_missing_and_extra_checkpoint(stores)
+
+
+def test_verify_changed_reads_only_the_history_after_since(
+    stores: tuple[InMemorySaver, InMemorySaver],
+) -> None:
+    from replicator.verify import verify_changed
+
+    source, target = stores
+    history = list(target.list(cfg("t1", "")))
+    oldest, middle, latest = history[-1], history[len(history) // 2], history[0]
+    assert cid(oldest) < cid(middle) < cid(latest)
+    # A difference in a checkpoint older than `since` is not read; one newer than it is.
+    reput(target, oldest, metadata={**oldest.metadata, "step": 98})
+    reput(target, latest, metadata={**latest.metadata, "step": 99})
+    report = verify_changed(source, target, [("t1", "")], cid(middle))
+    d = only(report)
+    assert (d.checkpoint_id, d.field, d.target) == (cid(latest), "metadata.step", "99")
+    assert report.checkpoints == sum(1 for tup in history if cid(tup) > cid(middle))
+    # The whole verify sees both.
+    assert {d.checkpoint_id for d in run(source, target).differences} == {cid(oldest), cid(latest)}
