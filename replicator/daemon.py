@@ -196,7 +196,7 @@ class Daemon:
             try:
                 if source is None:  # its own, read-only view: the publisher's source is busy streaming
                     source = make_source(self.config.source, self._state())
-                    board = open_switchboard(self.config, autocreate=True)
+                    board = open_switchboard(self.config)  # read only: the app and commands create it
                 head, details = source_view(source)
                 migration = migration_view(board)
                 if self._metrics is not None:

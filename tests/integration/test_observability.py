@@ -106,7 +106,9 @@ def test_lag_counts_a_known_backlog_and_returns_to_zero(
             own_moto.resume()
         wait_for(lambda: status(port)["targets"]["dynamo"]["lag"]["events"] == 0, 120, "lag back to 0")
         wait_caught_up(load(path), daemon)
-        assert status(port)["targets"]["dynamo"]["lag"]["seconds"] == 0.0
+        # Idle and caught up: the age of what may be unapplied is bounded by the heartbeats (a
+        # heartbeat says everything committed before it is applied), not by the last data change.
+        assert status(port)["targets"]["dynamo"]["lag"]["seconds"] < 1.5
     finally:
         daemon.stop()
         app.conn.close()
