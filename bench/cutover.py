@@ -179,49 +179,18 @@ def run(s: Services, p: Params, outdir: Path) -> Result:
         "p99": pct(pauses, 99),
         "max": max(pauses, default=0.0),
     }
+
+    def row(label: str, values: list[float], n: str | None = None) -> list[str]:
+        stats = (pct(values, 50), pct(values, 99), max(values, default=0.0))
+        return [label, *(f"{v:.1f}" for v in stats), n or str(len(values))]
+
     rows = [
-        [
-            "**write pause at cutover**: each write that overlapped a switch, less a typical write",
-            f"{head['p50']:.1f}",
-            f"{head['p99']:.1f}",
-            f"{head['max']:.1f}",
-            str(len(pauses)),
-        ],
-        [
-            "longest such wait per cutover",
-            f"{pct(per_cutover, 50):.1f}",
-            f"{pct(per_cutover, 99):.1f}",
-            f"{max(per_cutover, default=0):.1f}",
-            str(len(per_cutover)),
-        ],
-        [
-            "fence held (all writes wait)",
-            f"{pct(fences, 50):.1f}",
-            f"{pct(fences, 99):.1f}",
-            f"{max(fences, default=0):.1f}",
-            str(len(fences)),
-        ],
-        [
-            "every partition applied up to the marker, after release (a thread waits for its own)",
-            f"{pct(drains, 50):.1f}",
-            f"{pct(drains, 99):.1f}",
-            f"{max(drains, default=0):.1f}",
-            str(len(drains)),
-        ],
-        [
-            "rollback pause",
-            f"{pct(rollbacks, 50):.1f}",
-            f"{pct(rollbacks, 99):.1f}",
-            f"{max(rollbacks, default=0):.1f}",
-            str(len(rollbacks)),
-        ],
-        [
-            "every app write (put, put_writes), whole run",
-            f"{pct(writes, 50):.1f}",
-            f"{pct(writes, 99):.1f}",
-            f"{max(writes, default=0):.1f}",
-            f"{len(writes):,}",
-        ],
+        row("**write pause at cutover**: each write that overlapped a switch, less a typical write", pauses),
+        row("longest such wait per cutover", per_cutover),
+        row("fence held (all writes wait)", fences),
+        row("every partition applied up to the marker, after release (a thread waits for its own)", drains),
+        row("rollback pause", rollbacks),
+        row("every app write (put, put_writes), whole run", writes, f"{len(writes):,}"),
     ]
     met = bool(pauses) and head["p99"] < GOAL_P99_MS and not refused and report.ok and same_threads
     section = f"""{p.writers} app processes write through `RoutingSaver` at {p.rate:.0f} checkpoints/s

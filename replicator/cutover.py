@@ -57,7 +57,7 @@ from typing import Any
 
 from connectors.base import Switchboard
 from replicator.config import Config, TargetConfig
-from replicator.errors import ErrorKind, ReplicatorError
+from replicator.errors import ErrorKind, ReplicatorError, classify
 from replicator.faults import fault_point
 from replicator.migration import MigrationRecord, Phase, Refused, Store
 from replicator.state import StateStore, applier_positions, open_state_store
@@ -299,8 +299,6 @@ def _refusal(config: Config, reason: str, started: bool, say: _Say) -> CutoverRe
 
 def _refused(config: Config, exc: Exception, started: bool, say: _Say) -> CutoverResult:
     """A refusal for what the operator can act on; a bug is re-raised once the switch is undone."""
-    from replicator.errors import classify
-
     reason = str(exc) if isinstance(exc, Refused) else str(classify(exc))
     result = _refusal(config, reason, started, say)
     if not isinstance(exc, Refused) and classify(exc).kind is ErrorKind.INTERNAL:
@@ -397,7 +395,7 @@ def run_cutover(
                     f"{', '.join(names[:10])}"
                 )
         except Exception as exc:
-            reason = str(exc) if isinstance(exc, Refused) else str(_classified(exc))
+            reason = str(exc) if isinstance(exc, Refused) else str(classify(exc))
             undone = _switch_back(board, timeout, f"cutover undone: {reason}")
             say(f"refused: {reason}; every app is back on the source (epoch {undone.epoch})")
             return CutoverResult(ok=False, phase=undone.phase, reason=reason, steps=say.steps)
@@ -420,12 +418,6 @@ def run_cutover(
         board.close()
         if own_state:
             store.close()
-
-
-def _classified(exc: Exception) -> ReplicatorError:
-    from replicator.errors import classify
-
-    return classify(exc)
 
 
 def _settle(board: Switchboard, readers: _Readers, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
