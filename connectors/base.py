@@ -136,6 +136,21 @@ class Switchboard(Protocol):
 
     def app_write(self) -> AbstractContextManager[MigrationRecord]: ...
 
+    def hold_thread(self, thread_id: str) -> None:
+        """Inside ``app_write``: keep ``thread_copy`` of this thread out until the write ends
+        (dual write: a back-fill never copies a thread half-way through a write)."""
+        ...
+
+    def thread_copy(self, thread_id: str) -> AbstractContextManager[tuple[MigrationRecord, list[DataChange]]]:
+        """The record and one thread's whole state as events (a ``ThreadDeletion`` first, so
+        applying them makes a target's thread exactly the source's), with the thread's writes
+        and any switch held off until the block ends: apply the events inside it."""
+        ...
+
+    def threads(self) -> list[str]:
+        """Every thread id the source holds."""
+        ...
+
     def fence(self, timeout: float) -> AbstractContextManager[Fence]:
         """Raises ``replicator.migration.Refused`` when in-flight writes outlast ``timeout``."""
         ...

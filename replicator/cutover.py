@@ -41,6 +41,10 @@ The check runs after the release, so its length is not a pause: the fence never 
 target read. A canary (``percent`` < 100 or ``threads``) is the same switch for some threads only; a later
 cutover widens it (``cut_over -> fencing -> cut_over``).
 
+Dual write (``replicator.dualwrite``) has no pipeline: the gate is a finished back-fill (whose
+start is the verify mark), the fence sends no marker and nothing is drained; the check after
+the switch is the same. Leaving the target returns to ``dual_writing``.
+
 Rollback is the same fence in the other direction, with no drain: while cut over, every
 routing-saver write also wrote the same call to the source inside its fenced transaction
 (``replicator.routing``), so once the fence is held the source has every write and the flip is
@@ -147,6 +151,21 @@ def verified_state_name(target: str) -> str:
     return f"cutover.verified:{target}"
 
 
+def backfilled_state_name(target: str) -> str:
+    return f"dualwrite.backfilled:{target}"
+
+
+def dual_write_gate(state: StateStore, target: TargetConfig) -> tuple[list[int], int]:
+    """Dual write has no pipeline to be caught up: the gate is a finished back-fill (its start
+    is the verify mark). No partitions to drain, no position to reach."""
+    if state.get(backfilled_state_name(target.name)) is None:
+        raise Refused(
+            f"dual writing: the history is not back-filled to {target.name!r} yet "
+            "(run `replicator dual-write` to the end)"
+        )
+    return [], 0
+
+
 def new_mark() -> str:
     """A checkpoint-id-shaped mark of now (uuid6 sorts by time, as checkpoint ids do)."""
     from langgraph.checkpoint.base.id import uuid6
@@ -241,7 +260,7 @@ def _drain(state: StateStore, target: str, partitions: list[int], position: int,
         time.sleep(_POLL_S)
 
 
-def _move(board: Switchboard, to: Phase, note: str, timeout: float, **changes: Any) -> MigrationRecord:
+def commit_phase(board: Switchboard, to: Phase, note: str, timeout: float, **changes: Any) -> MigrationRecord:
     """Commit one phase change under a brief fence (a switch's first and last step)."""
     with board.fence(timeout) as fence:
         record = fence.record
@@ -263,7 +282,10 @@ def abort(board: Switchboard, reason: str, timeout: float = 30.0) -> MigrationRe
     with board.fence(timeout) as fence:
         record = fence.record
         if record.phase is Phase.FENCING:
-            back = Phase.CUT_OVER if record.store is Store.TARGET else Phase.REPLICATING
+            if record.store is Store.TARGET:
+                back = Phase.CUT_OVER
+            else:
+                back = Phase.DUAL_WRITING if record.dual_write else Phase.REPLICATING
         elif record.phase is Phase.ROLLING_BACK:
             back = Phase.CUT_OVER
         else:
@@ -337,7 +359,10 @@ def run_cutover(
         wanted = (scope or Scope()).widen(record)
         if record.on_target and (wanted.percent, wanted.threads) == (record.percent, record.threads):
             raise Refused(f"{wanted.describe()} already on {chosen.name!r}: nothing to cut over")
-        partitions, head = gate(config, store, chosen, max_lag)
+        if record.dual_write:
+            partitions, head = dual_write_gate(store, chosen)
+        else:
+            partitions, head = gate(config, store, chosen, max_lag)
         readers = _Readers(config, chosen)
         since = new_mark()
         last = (store.get(verified_state_name(chosen.name)) or {}).get("since")
@@ -353,13 +378,14 @@ def run_cutover(
             if suspects and not {t for t, _ in suspects} <= {t for t, _ in board.changed(since)}:
                 names = sorted({t for t, _ in suspects} - {t for t, _ in board.changed(since)})
                 raise Refused(f"verify found differences in {len(names)} threads: {', '.join(names[:10])}")
-        _move(board, Phase.FENCING, f"cutover of {wanted.describe()} to {chosen.name}", timeout)
+        commit_phase(board, Phase.FENCING, f"cutover of {wanted.describe()} to {chosen.name}", timeout)
         started = True
         fault_point("cutover.fencing")
         deadline = time.monotonic() + timeout
         result = CutoverResult(ok=False, phase=Phase.FENCING)
         with board.fence(max(0.001, deadline - time.monotonic())) as fence:
-            position = result.fence_position = fence.mark()
+            # Dual write has no stream to carry a marker: every write is on both stores already.
+            position = result.fence_position = fence.mark() if partitions else None
             fault_point("cutover.in_fence")
             if time.monotonic() > deadline:
                 raise Refused(f"timed out after {timeout:g}s")
@@ -383,7 +409,7 @@ def run_cutover(
         # the marker (RoutingSaver). Now wait for every partition, then check exactly what
         # changed during the last unfenced pass; a difference switches everything back.
         try:
-            _drain(store, chosen.name, partitions, position, released + timeout)
+            _drain(store, chosen.name, partitions, position or 0, released + timeout)
             result.drain_ms = (time.monotonic() - released) * 1000
             recheck = suspects | board.changed(since)  # everything written since the gate began
             result.verified_threads = len({thread for thread, _ in recheck})
@@ -434,10 +460,10 @@ def _settle(board: Switchboard, readers: _Readers, pairs: set[tuple[str, str]]) 
 
 def _switch_back(board: Switchboard, timeout: float, note: str) -> MigrationRecord:
     """Every app back to the source, through the same fence as a rollback."""
-    _move(board, Phase.ROLLING_BACK, note, timeout)
+    commit_phase(board, Phase.ROLLING_BACK, note, timeout)
     with board.fence(timeout) as fence:
         pause_ms = (time.monotonic() - fence.fenced_at) * 1000
-        fence.commit(fence.record.moved(Phase.ROLLED_BACK, pause_ms=pause_ms, note=note))
+        fence.commit(fence.record.moved(fence.record.source_phase, pause_ms=pause_ms, note=note))
     return fence.record
 
 
@@ -454,13 +480,13 @@ def run_rollback(
         record = board.record()
         if Phase.ROLLING_BACK not in _allowed(record):
             raise Refused(f"the migration is in phase {record.phase.value!r}: nothing to roll back")
-        _move(board, Phase.ROLLING_BACK, "rollback to the source", timeout)
+        commit_phase(board, Phase.ROLLING_BACK, "rollback to the source", timeout)
         started = True
         fault_point("rollback.rolling_back")
         with board.fence(timeout) as fence:
             fault_point("rollback.in_fence")
             pause_ms = (time.monotonic() - fence.fenced_at) * 1000
-            fence.commit(fence.record.moved(Phase.ROLLED_BACK, pause_ms=pause_ms))
+            fence.commit(fence.record.moved(fence.record.source_phase, pause_ms=pause_ms))
         committed = fence.record
         say(f"rolled back to the source: write pause {pause_ms:.1f} ms, epoch {committed.epoch}")
         return CutoverResult(ok=True, phase=committed.phase, pause_ms=pause_ms, steps=say.steps)
@@ -479,6 +505,6 @@ def run_finish(config: Config, timeout: float = 30.0) -> MigrationRecord:
         record = board.record()
         if Phase.FINISHED not in _allowed(record):
             raise Refused(f"the migration is in phase {record.phase.value!r}: it cannot finish now")
-        return _move(board, Phase.FINISHED, f"finished on the {record.store.value}", timeout)
+        return commit_phase(board, Phase.FINISHED, f"finished on the {record.store.value}", timeout)
     finally:
         board.close()

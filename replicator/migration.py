@@ -14,6 +14,12 @@ they came from, so a switch that died changes nothing for the app.
 A canary moves only some threads: ``threads`` (explicit ids) and ``percent`` (a stable hash of
 ``thread_id``) say which are on the target while ``store`` is ``target``; a full cutover is
 ``percent = 100``.
+
+Dual write (``dual_writing``) is for a source whose log cannot be read (no logical
+replication): the routing saver itself keeps the target equal, writing every call to the
+source and then to the target, while a back-fill copies the history. ``dual_write`` stays set
+for the rest of the migration, so that leaving the target (a rollback, an aborted cutover)
+returns to dual writing rather than to a pipeline that is not there.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ HISTORY_KEPT = 20
 
 class Phase(enum.StrEnum):
     REPLICATING = "replicating"  # the app uses the source; the pipeline keeps the target equal
+    DUAL_WRITING = "dual_writing"  # the app reads the source and writes the source, then the target
     FENCING = "fencing"  # a cutover is under way (or died: the app still uses the source)
     CUT_OVER = "cut_over"  # the app uses the target; its writes are shadowed onto the source
     ROLLING_BACK = "rolling_back"  # a rollback is under way (or died: the app still uses the target)
@@ -46,10 +53,13 @@ class Store(enum.StrEnum):
 # The one table of allowed transitions. A phase may go to itself where a command that died
 # mid-way is run again (fencing, rolling_back), and cut_over may go to fencing to widen a canary.
 TRANSITIONS: dict[Phase, frozenset[Phase]] = {
-    Phase.REPLICATING: frozenset({Phase.FENCING, Phase.FINISHED}),
-    Phase.FENCING: frozenset({Phase.FENCING, Phase.CUT_OVER, Phase.REPLICATING}),
+    Phase.REPLICATING: frozenset({Phase.FENCING, Phase.DUAL_WRITING, Phase.FINISHED}),
+    Phase.DUAL_WRITING: frozenset({Phase.FENCING, Phase.FINISHED}),
+    Phase.FENCING: frozenset({Phase.FENCING, Phase.CUT_OVER, Phase.REPLICATING, Phase.DUAL_WRITING}),
     Phase.CUT_OVER: frozenset({Phase.FENCING, Phase.ROLLING_BACK, Phase.FINISHED}),
-    Phase.ROLLING_BACK: frozenset({Phase.ROLLING_BACK, Phase.ROLLED_BACK, Phase.CUT_OVER}),
+    Phase.ROLLING_BACK: frozenset(
+        {Phase.ROLLING_BACK, Phase.ROLLED_BACK, Phase.DUAL_WRITING, Phase.CUT_OVER}
+    ),
     Phase.ROLLED_BACK: frozenset({Phase.FENCING, Phase.FINISHED}),
     Phase.FINISHED: frozenset(),
 }
@@ -58,6 +68,7 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
 # keeps the store it started from (a canary widened from cut_over stays on the target).
 _STORE_OF: dict[Phase, Store] = {
     Phase.REPLICATING: Store.SOURCE,
+    Phase.DUAL_WRITING: Store.SOURCE,
     Phase.CUT_OVER: Store.TARGET,
     Phase.ROLLING_BACK: Store.TARGET,
     Phase.ROLLED_BACK: Store.SOURCE,
@@ -97,6 +108,7 @@ class MigrationRecord:
     # source up to here (the fence's marker), so it waits only for its own partition's backlog.
     drain_position: int | None = None
     drain_partitions: tuple[int, ...] = ()
+    dual_write: bool = False  # the routing saver, not a pipeline, keeps the target equal
     history: tuple[dict[str, Any], ...] = field(default_factory=tuple)
 
     @property
@@ -112,6 +124,16 @@ class MigrationRecord:
         if not self.on_target:
             return False
         return self.percent >= 100 or thread_id in self.threads or bucket(thread_id) < self.percent
+
+    def copies_to_target(self, thread_id: str) -> bool:
+        """Dual write: a write of a thread on the source also goes to the target."""
+        return self.dual_write and self.phase is not Phase.FINISHED and not self.routes_to_target(thread_id)
+
+    @property
+    def source_phase(self) -> Phase:
+        """Where leaving the target ends: dual writing again, or rolled back (the pipeline
+        goes on keeping the target equal)."""
+        return Phase.DUAL_WRITING if self.dual_write else Phase.ROLLED_BACK
 
     @property
     def shadow_to_source(self) -> bool:
@@ -166,6 +188,7 @@ class MigrationRecord:
             pause_ms=pause_ms if switched else self.pause_ms,
             drain_position=drain[0],
             drain_partitions=tuple(drain[1]),
+            dual_write=self.dual_write or phase is Phase.DUAL_WRITING,
             history=(*self.history, entry)[-HISTORY_KEPT:],
         )
 
@@ -182,6 +205,7 @@ class MigrationRecord:
             "pause_ms": self.pause_ms,
             "drain_position": self.drain_position,
             "drain_partitions": list(self.drain_partitions),
+            "dual_write": self.dual_write,
             "history": list(self.history),
         }
 
@@ -198,6 +222,7 @@ class MigrationRecord:
             pause_ms=data.get("pause_ms"),
             drain_position=data.get("drain_position"),
             drain_partitions=tuple(data.get("drain_partitions") or ()),
+            dual_write=bool(data.get("dual_write", False)),
             history=tuple(data.get("history") or ()),
         )
 

@@ -27,6 +27,13 @@ pipeline also carries the shadow rows of successful writes to the target again: 
 same rows, so re-applying them leaves the target as it was (a pending write upserted twice
 may briefly read its older value until the newer one follows in order).
 
+Dual write (``dual_writing``, for a source with no readable log) takes the same path for
+threads still on the source: the source first, committed, then the target; reads stay on the
+source. The write also holds its thread against ``replicator dual-write``'s back-fill, which
+copies one thread at a time (``Switchboard.thread_copy``). A failed target write fails the
+call as above, but here nothing heals it: the cutover gate verifies every thread written since
+the back-fill began, and running ``replicator dual-write`` again copies every thread again.
+
 Both stores get the same call: the metadata is merged from the config once, by the source
 saver's rule (``get_checkpoint_metadata``), and the target saver gets it with no config
 metadata left to merge (DynamoDBSaver would otherwise add every config key). Channel versions
@@ -189,13 +196,17 @@ class RoutingSaver(BaseCheckpointSaver[str]):
     def _write(self, thread_id: str | None, op: _Op[T]) -> T:
         with self._lock:
             with self._board.app_write() as record:
-                to_target = thread_id is not None and record.routes_to_target(thread_id)
-                if not to_target:
+                if thread_id is None:
                     return op(self._source)
-                assert thread_id is not None
-                self._await_drain(record, thread_id)
-                if record.shadow_to_source:
+                if record.routes_to_target(thread_id):
+                    self._await_drain(record, thread_id)
+                    if record.shadow_to_source:
+                        op(self._source)
+                elif record.copies_to_target(thread_id):
+                    self._board.hold_thread(thread_id)  # a back-fill copies it before or after
                     op(self._source)
+                else:
+                    return op(self._source)
                 target = self._target(record)
             fault_point("routing.between_stores")
             # The source copy is committed: now the target (see module doc for the order).

@@ -11,7 +11,7 @@ import sys
 import click
 
 from replicator.cli.common import EXIT_ERROR, EXIT_PROBLEM, fail
-from replicator.cli.cutover import cutover, finish, rollback
+from replicator.cli.cutover import cutover, dual_write, finish, rollback
 from replicator.cli.demo import demo
 from replicator.cli.reset import reset
 from replicator.cli.run import check, run
@@ -19,7 +19,18 @@ from replicator.cli.status import status
 from replicator.cli.verify import verify
 from replicator.errors import ReplicatorError
 
-COMMANDS: tuple[click.Command, ...] = (run, check, status, verify, cutover, rollback, finish, reset, demo)
+COMMANDS: tuple[click.Command, ...] = (
+    run,
+    check,
+    status,
+    verify,
+    cutover,
+    rollback,
+    finish,
+    dual_write,
+    reset,
+    demo,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,4 +1,4 @@
-"""``replicator cutover``, ``rollback`` and ``finish``: the switch of every app, and back.
+"""``replicator cutover``, ``rollback``, ``finish`` and ``dual-write``: the switch of every app, and back.
 
 Exit 0 when the switch happened, 1 when it was refused (the reason is printed, nothing changed
 for the app), 2 on bad input.
@@ -145,3 +145,19 @@ def finish(config_path: str, drop: bool) -> None:
     dropped = forget(config)
     _echo(f"dropped {' and '.join(dropped)} and saved positions")
     _echo(f"kept: {removable[1]}; {removable[3]}")
+
+
+@click.command("dual-write")
+@config_option
+@click.option("--target", "target_name", default=None, help="Target to write to (needed if several).")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Longest fence, seconds.")
+def dual_write(config_path: str, target_name: str | None, timeout: float) -> None:
+    """No logical replication on the source: RoutingSaver writes both stores; history is back-filled."""
+    from replicator.dualwrite import run_dual_write
+    from replicator.migration import Refused
+
+    config = load(config_path)
+    try:
+        run_dual_write(config, target=target_name, timeout=timeout, log=_echo)
+    except Refused as exc:
+        fail(str(exc), EXIT_PROBLEM)

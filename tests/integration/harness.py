@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -86,6 +87,20 @@ level = "info"
         encoding="utf-8",
     )
     return path
+
+
+def offline_config(path: Path, *, dsn: str, moto: Any, table: str, bucket: str | None = None) -> Path:
+    """A config whose broker nothing listens on: for what needs no pipeline (the routing
+    saver, dual write)."""
+    return write_config(
+        path,
+        dsn=dsn,
+        bootstrap="127.0.0.1:9",
+        topic="unused",
+        endpoint=moto.endpoint_url,
+        table=table,
+        bucket=bucket,
+    )
 
 
 def cli(
@@ -226,3 +241,39 @@ def move_phase(config_path: Path, *phases: Any, target: str = "dynamo", **change
                 fence.commit(fence.record.moved(phase, target=target, **changes))
     finally:
         board.close()
+
+
+class Talker:
+    """Conversations in the background through one saver, paused around each comparison."""
+
+    def __init__(self, graph: Any, prefix: str = "bg") -> None:
+        self.graph, self.count, self.prefix = graph, 0, prefix
+        self._go, self._idle, self._stop = threading.Event(), threading.Event(), threading.Event()
+        self._go.set()
+        self._thread = threading.Thread(target=self._run)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self._go.is_set():
+                self._idle.set()
+                self._go.wait(0.1)
+                continue
+            self._idle.clear()
+            run_conversation(self.graph, f"{self.prefix}-{self.count}", turns=1)
+            self.count += 1
+            self._stop.wait(2.0)  # pace: a steady load, not a flood
+
+    def pause(self) -> int:
+        self._go.clear()
+        wait_for(self._idle.is_set, 120, "the background conversation to finish")
+        return self.count
+
+    def resume(self) -> None:
+        self._go.set()
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._go.set()
+        self._thread.join(120)
+        return self.count

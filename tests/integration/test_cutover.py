@@ -29,9 +29,11 @@ from replicator.migration import Phase, Store
 from replicator.routing import RoutingSaver
 from tests.integration.harness import (
     DaemonProcess,
+    Talker,
     assert_equal,
     cli,
     load,
+    offline_config,
     wait_caught_up,
     wait_for,
     write_config,
@@ -62,12 +64,10 @@ def _lock_waiters(dsn: str) -> int:
 
 def test_a_write_waits_on_the_fence_then_follows_the_record(tmp_path: Path, pg_dsn: str, moto: Any) -> None:
     # A target table that does not exist: every write routed to the target fails for real.
-    path = write_config(
+    path = offline_config(
         tmp_path / "r.toml",
         dsn=pg_dsn,
-        bootstrap="127.0.0.1:9",
-        topic="unused",
-        endpoint=moto.endpoint_url,
+        moto=moto,
         table="no-such-table",
         bucket=None,
     )
@@ -273,42 +273,6 @@ def _thread_with_bucket(prefix: str, below: int, at_least: int = 0) -> str:
     return next(f"{prefix}-{i}" for i in range(10_000) if at_least <= bucket(f"{prefix}-{i}") < below)
 
 
-class _Talker:
-    """Conversations in the background through one saver, paused around each comparison."""
-
-    def __init__(self, graph: Any) -> None:
-        self.graph, self.count = graph, 0
-        self._go, self._idle, self._stop = threading.Event(), threading.Event(), threading.Event()
-        self._go.set()
-        self._thread = threading.Thread(target=self._run)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if not self._go.is_set():
-                self._idle.set()
-                self._go.wait(0.1)
-                continue
-            self._idle.clear()
-            run_conversation(self.graph, f"bg-{self.count}", turns=1)
-            self.count += 1
-            self._stop.wait(2.0)  # pace: a steady load, not a flood
-
-    def pause(self) -> int:
-        self._go.clear()
-        wait_for(self._idle.is_set, 120, "the background conversation to finish")
-        return self.count
-
-    def resume(self) -> None:
-        self._go.set()
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._go.set()
-        self._thread.join(120)
-        return self.count
-
-
 @pytest.mark.timeout(1500)
 def test_canary_10_then_50_rollback_of_the_canary_then_100(config_path: Path, daemon: DaemonProcess) -> None:
     config = load(config_path)
@@ -326,7 +290,7 @@ def test_canary_10_then_50_rollback_of_the_canary_then_100(config_path: Path, da
             converse(f"canary-{i}")
         daemon.start()
         wait_caught_up(config, daemon)
-        talker = _Talker(graph)
+        talker = Talker(graph)
 
         def equal() -> None:
             written = talker.pause()

@@ -15,15 +15,21 @@ import pytest
 
 from replicator.migration import Phase
 from replicator.routing import RoutingSaver
-from tests.integration.harness import move_phase, write_config
+from tests.integration.harness import move_phase, offline_config
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.mark.parametrize(
     ("phases", "percent"),
-    [((), 100), ((Phase.FENCING, Phase.CUT_OVER), 100), ((Phase.FENCING, Phase.CUT_OVER), 50)],
-    ids=["replicating", "cut_over", "canary_50"],
+    [
+        ((), 100),
+        ((Phase.FENCING, Phase.CUT_OVER), 100),
+        ((Phase.FENCING, Phase.CUT_OVER), 50),
+        ((Phase.DUAL_WRITING,), 100),
+        ((Phase.DUAL_WRITING, Phase.FENCING, Phase.CUT_OVER), 50),
+    ],
+    ids=["replicating", "cut_over", "canary_50", "dual_writing", "dual_write_canary_50"],
 )
 def test_conformance(
     phases: tuple[Phase, ...],
@@ -36,12 +42,10 @@ def test_conformance(
 ) -> None:
     from langgraph.checkpoint.conformance import checkpointer_test, validate
 
-    path = write_config(
+    path = offline_config(
         tmp_path / "r.toml",
         dsn=pg_dsn,
-        bootstrap="127.0.0.1:9",
-        topic="unused",
-        endpoint=moto.endpoint_url,
+        moto=moto,
         table=dynamo_table,
         bucket=s3_bucket,
     )

@@ -29,6 +29,11 @@ def test_every_phase_has_a_row() -> None:
         (Phase.ROLLED_BACK, Phase.FENCING),  # cut over again later
         (Phase.CUT_OVER, Phase.FINISHED),
         (Phase.ROLLED_BACK, Phase.FINISHED),
+        (Phase.REPLICATING, Phase.DUAL_WRITING),
+        (Phase.DUAL_WRITING, Phase.FENCING),
+        (Phase.FENCING, Phase.DUAL_WRITING),  # a refused cutover of a dual-write migration
+        (Phase.ROLLING_BACK, Phase.DUAL_WRITING),
+        (Phase.DUAL_WRITING, Phase.FINISHED),  # abandoned: the app stays on the source
     ],
 )
 def test_allowed(current: Phase, new: Phase) -> None:
@@ -44,6 +49,8 @@ def test_allowed(current: Phase, new: Phase) -> None:
         (Phase.CUT_OVER, Phase.ROLLED_BACK),  # never without the fence
         (Phase.FINISHED, Phase.REPLICATING),
         (Phase.FINISHED, Phase.FENCING),
+        (Phase.DUAL_WRITING, Phase.CUT_OVER),  # never without the fence
+        (Phase.CUT_OVER, Phase.DUAL_WRITING),
     ],
 )
 def test_refused_with_a_reason(current: Phase, new: Phase) -> None:
@@ -128,3 +135,21 @@ def test_a_scope_only_widens() -> None:
         Scope(101)
     with pytest.raises(ReplicatorError, match="nothing to cut over"):
         Scope(0)
+
+
+def test_dual_write_copies_source_threads_to_the_target_until_finished() -> None:
+    dual = _walk(Phase.DUAL_WRITING, target="t")
+    assert dual.dual_write and dual.store is Store.SOURCE and dual.copies_to_target("any")
+    assert not MigrationRecord().copies_to_target("any")  # the pipeline keeps the target equal
+    canary = dual.moved(Phase.FENCING).moved(Phase.CUT_OVER, percent=10)
+    moved = next(f"t{i}" for i in range(1000) if bucket(f"t{i}") < 10)
+    stays = next(f"t{i}" for i in range(1000) if bucket(f"t{i}") >= 10)
+    assert canary.routes_to_target(moved) and not canary.copies_to_target(moved)
+    assert canary.copies_to_target(stays) and canary.shadow_to_source
+    # Leaving the target returns to dual writing: there is no pipeline to keep the target equal.
+    assert canary.source_phase is Phase.DUAL_WRITING
+    back = canary.moved(Phase.ROLLING_BACK).moved(canary.source_phase)
+    assert (back.phase, back.store, back.copies_to_target(moved)) == (Phase.DUAL_WRITING, Store.SOURCE, True)
+    assert MigrationRecord.from_dict(back.as_dict()) == back
+    assert not back.moved(Phase.FINISHED).copies_to_target(moved)
+    assert MigrationRecord().source_phase is Phase.ROLLED_BACK

@@ -17,6 +17,11 @@ The fence's marker is a non-transactional ``pg_logical_emit_message``: it travel
 commit order after every write the source accepted before the fence, and the source turns it
 into an immediate heartbeat (``stream.MARKER_PREFIX``), so a drain does not wait for the
 regular one.
+
+Dual write (``replicator dual-write``) needs no log at all: the back-fill copies one thread at
+a time under an exclusive advisory lock on that thread (``thread_copy``), which every routing
+write of the thread takes shared (``hold_thread``), so a copy never sees half a write and
+never lands after a newer one.
 """
 
 from __future__ import annotations
@@ -33,13 +38,18 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from connectors.sources.postgres.config import PostgresSourceConfig
+from connectors.sources.postgres.rows import COLUMNS, TABLES, row_to_event
 from connectors.sources.postgres.setup import connect
 from connectors.sources.postgres.stream import MARKER_PREFIX
 from replicator.errors import ErrorKind, ReplicatorError
+from replicator.events import DataChange, Op, SourceMeta, ThreadDeletion
 from replicator.migration import MigrationRecord, Refused
 from replicator.state import STATE_SCHEMA
 
 TABLE = f"{STATE_SCHEMA}.migration"
+# First key of the two-key advisory locks that keep a back-fill's thread copy and that
+# thread's writes apart (the second key is hashtext(thread_id); a collision only waits).
+THREAD_LOCK_SPACE = 0x4C47_5250
 
 
 def ensure_table(conn: psycopg.Connection[Any]) -> None:
@@ -130,6 +140,38 @@ class PostgresSwitchboard:
         """One app write: the shared fence held to the end of the block, in one transaction."""
         with self.conn.transaction():
             yield _read(self.conn, "FOR SHARE")
+
+    def hold_thread(self, thread_id: str) -> None:
+        self.conn.execute(
+            "SELECT pg_advisory_xact_lock_shared(%s, hashtext(%s))", (THREAD_LOCK_SPACE, thread_id)
+        )
+
+    @contextmanager
+    def thread_copy(self, thread_id: str) -> Iterator[tuple[MigrationRecord, list[DataChange]]]:
+        with self.conn.transaction():
+            record = _read(self.conn, "FOR SHARE")
+            self.conn.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (THREAD_LOCK_SPACE, thread_id)
+            )
+            meta = SourceMeta(position=0, snapshot=True)
+            events: list[DataChange] = [ThreadDeletion(thread_id, meta)]
+            for table in TABLES:  # blobs before the checkpoints that use them
+                columns = COLUMNS[table]
+                query = sql.SQL("SELECT {} FROM {} WHERE thread_id = %s").format(
+                    sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+                    sql.Identifier(self.config.schema_name, table),
+                )
+                for seq, row in enumerate(self.conn.execute(query, (thread_id,)).fetchall(), len(events)):
+                    table_meta = SourceMeta(position=0, seq=seq, table=table, snapshot=True)
+                    events.append(row_to_event(table, Op.UPSERT, row, table_meta))
+            yield record, events
+
+    def threads(self) -> list[str]:
+        query = sql.SQL("SELECT thread_id FROM {} UNION SELECT thread_id FROM {} ORDER BY 1").format(
+            sql.Identifier(self.config.schema_name, "checkpoints"),
+            sql.Identifier(self.config.schema_name, "checkpoint_writes"),
+        )
+        return [row["thread_id"] for row in self.conn.execute(query).fetchall()]
 
     @contextmanager
     def fence(self, timeout: float) -> Iterator[PostgresFence]:
