@@ -31,7 +31,7 @@ lint: install
 	$(BIN)/mypy
 
 test: lint test-services
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal
 
 unit: install
 	$(BIN)/python -m pytest -q tests/unit

@@ -30,6 +30,23 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_MEASURED] = []
 
 
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect measured lines from each test's report: under pytest-xdist the tests run in
+    worker processes, and a report's user properties are what reaches the main one."""
+    if report.when == "teardown":
+        for name, line in report.user_properties:
+            if name == "measured":
+                _CONFIG[0].stash[_MEASURED].append(str(line))
+
+
+_CONFIG: list[pytest.Config] = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _CONFIG[:] = [session.config]
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """What the soak and the memory test measured, in every CI log (no ``-s`` needed)."""
     lines = config.stash.get(_MEASURED, [])
@@ -40,9 +57,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
 
 @pytest.fixture
-def measured(request: pytest.FixtureRequest) -> list[str]:
+def measured(request: pytest.FixtureRequest) -> Iterator[list[str]]:
     """Lines a test appends here are printed in the "measured" section of the run's summary."""
-    return request.config.stash[_MEASURED]
+    lines: list[str] = []
+    yield lines
+    request.node.user_properties.extend(("measured", line) for line in lines)
 
 
 def _unique(prefix: str, sep: str = "_") -> str:
