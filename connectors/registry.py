@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from connectors.base import Sink, Source, Switchboard
     from connectors.sinks.dynamodb_config import DynamoDBTargetConfig
     from connectors.sinks.postgres_config import PostgresTargetConfig
+    from connectors.sinks.saver_config import SaverTargetConfig
     from connectors.sinks.sqlite_config import SqliteTargetConfig
     from replicator.config import SourceConfig, TargetConfig
     from replicator.state import StateStore
@@ -50,7 +51,18 @@ def _sqlite(config: SqliteTargetConfig) -> Sink:
     return SqliteSink(config.name, config.path)
 
 
-SINKS: dict[str, Callable[[Any], Sink]] = {"dynamodb": _dynamodb, "postgres": _postgres, "sqlite": _sqlite}
+def _saver(config: SaverTargetConfig, state: StateStore | None) -> Sink:
+    from connectors.sinks.saver import SaverSink
+
+    return SaverSink(config.name, config.factory, state)
+
+
+SINKS: dict[str, Callable[[Any, StateStore | None], Sink]] = {
+    "dynamodb": lambda config, _: _dynamodb(config),
+    "postgres": lambda config, _: _postgres(config),
+    "sqlite": lambda config, _: _sqlite(config),
+    "saver": _saver,
+}
 
 
 def source_class(kind: str) -> Any:
@@ -61,6 +73,13 @@ def source_class(kind: str) -> Any:
         )
     module, name = SOURCES[kind].split(":")
     return getattr(import_module(module), name)
+
+
+def next_version(config: SourceConfig) -> Callable[[Any, None], Any]:
+    """The source saver's ``get_next_version``, without connecting: a thread copied elsewhere keeps
+    the kind of versions it began with (``replicator.target_saver``)."""
+    version: Callable[[Any, None], Any] = source_class(config.kind).next_version
+    return version
 
 
 def make_source(config: SourceConfig, state: StateStore) -> Source:
@@ -90,10 +109,12 @@ def position_format(config: SourceConfig) -> Callable[[int], str]:
     return formatter
 
 
-def make_sink(config: TargetConfig) -> Sink:
+def make_sink(config: TargetConfig, state: StateStore | None = None) -> Sink:
+    """The sink of a target. ``state`` is the replicator's state store, where a target with no
+    place of its own for blobs keeps them (``kind = "saver"``); reading needs none."""
     build = SINKS.get(config.kind)
     if build is None:
         raise ReplicatorError(
             ErrorKind.CONFIG, f"targets[{config.name}].kind {config.kind!r} is not supported"
         )
-    return build(config)
+    return build(config, state)

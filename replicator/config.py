@@ -18,6 +18,7 @@ from pydantic import Discriminator, Field, SecretStr, Tag, ValidationError, fiel
 from connectors.config import StrictModel
 from connectors.sinks.dynamodb_config import DynamoDBTargetConfig
 from connectors.sinks.postgres_config import PostgresTargetConfig
+from connectors.sinks.saver_config import SaverTargetConfig
 from connectors.sinks.sqlite_config import SqliteTargetConfig
 from connectors.sources.postgres.config import PostgresSourceConfig
 from replicator.errors import ErrorKind, ReplicatorError
@@ -29,6 +30,7 @@ __all__ = [
     "PostgresSourceConfig",
     "PostgresStateConfig",
     "PostgresTargetConfig",
+    "SaverTargetConfig",
     "SourceConfig",
     "SqliteStateConfig",
     "SqliteTargetConfig",
@@ -110,10 +112,11 @@ TargetConfig = Annotated[
         Annotated[DynamoDBTargetConfig, Tag("dynamodb")],
         Annotated[PostgresTargetConfig, Tag("postgres")],
         Annotated[SqliteTargetConfig, Tag("sqlite")],
+        Annotated[SaverTargetConfig, Tag("saver")],
     ],
     Discriminator(_kind_of("dynamodb")),
 ]
-TARGET_KINDS = ("dynamodb", "postgres", "sqlite")
+TARGET_KINDS = ("dynamodb", "postgres", "sqlite", "saver")
 
 
 class PostgresStateConfig(_Strict):

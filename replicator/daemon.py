@@ -176,7 +176,7 @@ class Daemon:
         return publisher, source.close
 
     def _applier(self, state: StateStore, target: Any) -> tuple[Stage, Callable[[], None]]:
-        sink = make_sink(target)
+        sink = make_sink(target, state)
         applier = Applier(
             sink,
             self.config.kafka,

@@ -68,7 +68,7 @@ def run_dual_write(
             )
         elif record.target not in (None, chosen.name):
             raise Refused(f"dual writing goes to target {record.target!r}, not {chosen.name!r}")
-        sink = make_sink(chosen)
+        sink = make_sink(chosen, store)
         since = new_mark()  # every write after this is on both stores or verified at cutover
         started = time.monotonic()
         on_source = board.threads()

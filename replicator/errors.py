@@ -8,6 +8,9 @@ database.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 
 class ErrorKind(enum.StrEnum):
@@ -95,3 +98,18 @@ def classify(exc: BaseException) -> ReplicatorError:
         f"internal error (a bug in the replicator, please report it): {type(exc).__name__}: {exc}. "
         "The daemon stopped; nothing is lost, a restart resumes from the last confirmed positions",
     )
+
+
+@contextmanager
+def translated(
+    family: type[BaseException] | tuple[type[BaseException], ...],
+    convert: Callable[[Any], ReplicatorError],
+) -> Iterator[None]:
+    """A client's exceptions of ``family`` raised inside the block become ``convert(exc)``, without
+    the client's traceback; a ``ReplicatorError`` passes through as it is."""
+    try:
+        yield
+    except ReplicatorError:
+        raise
+    except family as exc:
+        raise convert(exc) from None

@@ -19,6 +19,7 @@ from replicator.embedded import (
     create_dynamodb_table,
     create_s3_bucket,
 )
+from tests.services.redis import EmbeddedRedis
 
 # The fault tests' and the soak's fixtures (services, daemons, writers).
 pytest_plugins = ["tests.integration.faultfixtures"]
@@ -97,6 +98,13 @@ def broker() -> Iterator[EmbeddedBroker]:
 def kafka_topic() -> str:
     """A unique topic name, not created: the code under test (or auto-creation) makes it."""
     return _unique("t", "-")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[EmbeddedRedis]:
+    """Debian's redis-server for the session (in memory): the generic target's Redis."""
+    with EmbeddedRedis() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -26,7 +26,7 @@ from connectors.langgraph.blobs import BlobStore
 from connectors.langgraph.forms import Blob, BlobRef, CheckpointRef, Form, WriteRef
 from connectors.sinks.layout import LayeredSink
 from connectors.sinks.postgres_layout import TABLES, rows
-from replicator.errors import ErrorKind, ReplicatorError
+from replicator.errors import ErrorKind, ReplicatorError, translated
 from replicator.events import CheckpointChange, CheckpointKey, Op, SourceMeta
 
 if TYPE_CHECKING:
@@ -210,14 +210,8 @@ class PostgresLayout:
             with conn.cursor() as cur:
                 yield cur
 
-    @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except ReplicatorError:
-            raise
-        except psycopg.Error as exc:
-            raise self._error(exc, what) from None
+    def _errors(self, what: str) -> AbstractContextManager[None]:
+        return translated(psycopg.Error, lambda exc: self._error(exc, what))
 
     def _where(self) -> str:
         info = conninfo_to_dict(self._dsn)

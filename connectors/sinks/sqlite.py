@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,7 @@ from connectors.langgraph.blobs import BlobStore
 from connectors.langgraph.forms import Blob, BlobRef, CheckpointRef, Form, WriteRef
 from connectors.sinks.layout import LayeredSink
 from connectors.sinks.sqlite_layout import BLOB_TABLE, CREATE_BLOB_TABLE, rows, stored_metadata
-from replicator.errors import ErrorKind, ReplicatorError
+from replicator.errors import ErrorKind, ReplicatorError, translated
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -201,22 +201,19 @@ class SqliteLayout:
             finally:
                 cur.close()
 
-    @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except ReplicatorError:
-            raise
-        except sqlite3.Error as exc:
-            code = getattr(exc, "sqlite_errorcode", None)
-            name = getattr(exc, "sqlite_errorname", None)
-            kind = error_kind(code)
-            hint = _HINTS.get(kind)
-            raise ReplicatorError(
-                kind,
-                f"target {self.name!r} (SQLite {self.path}): {what}: {name + ': ' if name else ''}{exc}"
-                + (f" ({hint})" if hint else ""),
-            ) from None
+    def _errors(self, what: str) -> AbstractContextManager[None]:
+        return translated(sqlite3.Error, lambda exc: self._error(exc, what))
+
+    def _error(self, exc: sqlite3.Error, what: str) -> ReplicatorError:
+        code = getattr(exc, "sqlite_errorcode", None)
+        name = getattr(exc, "sqlite_errorname", None)
+        kind = error_kind(code)
+        hint = _HINTS.get(kind)
+        return ReplicatorError(
+            kind,
+            f"target {self.name!r} (SQLite {self.path}): {what}: {name + ': ' if name else ''}{exc}"
+            + (f" ({hint})" if hint else ""),
+        )
 
 
 class SqliteSink(LayeredSink):

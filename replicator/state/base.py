@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from replicator.errors import ErrorKind, ReplicatorError
+from replicator.state.blobs import BlobTable
 
 # Version of the stored layout. 1: no version row, positions under "lsn"/"confirmed_lsn".
 # 2: a version row; every stage's source position under "position".
@@ -24,7 +25,7 @@ SOURCE_STATE = "source"
 PUBLISHER_STATE = "publisher"
 
 
-class StateStore(Protocol):
+class StateStore(BlobTable, Protocol):
     def get(self, name: str) -> dict[str, Any] | None: ...
 
     def put(self, name: str, value: dict[str, Any]) -> None:
@@ -38,7 +39,8 @@ class StateStore(Protocol):
     def delete(self, name: str) -> None: ...
 
     def clear(self) -> None:
-        """Forget every document (the schema version stays): the pipeline starts from nothing."""
+        """Forget every document and blob (the schema version stays): the pipeline starts from
+        nothing."""
         ...
 
     def all(self) -> dict[str, dict[str, Any]]: ...

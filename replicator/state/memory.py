@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from replicator.state.base import check_forward
+from replicator.state.blobs import Blob, BlobRef
 
 
 class MemoryStateStore:
     def __init__(self) -> None:
         self._data: dict[str, str] = {}
+        self._blobs: dict[tuple[str, BlobRef], Blob] = {}
         self._lock = threading.Lock()
 
     def get(self, name: str) -> dict[str, Any] | None:
@@ -32,6 +35,26 @@ class MemoryStateStore:
 
     def clear(self) -> None:
         self._data.clear()
+        self._blobs.clear()
+
+    def blob_get_many(self, target: str, refs: Sequence[BlobRef]) -> dict[BlobRef, Blob]:
+        return {ref: self._blobs[(target, ref)] for ref in refs if (target, ref) in self._blobs}
+
+    def blob_apply(
+        self,
+        target: str,
+        put: Sequence[tuple[BlobRef, Blob]] = (),
+        delete: Sequence[BlobRef] = (),
+        delete_threads: Sequence[str] = (),
+    ) -> None:
+        with self._lock:
+            gone = set(delete_threads)
+            if gone:
+                self._blobs = {k: v for k, v in self._blobs.items() if k[0] != target or k[1][0] not in gone}
+            for ref in delete:
+                self._blobs.pop((target, ref), None)
+            for ref, blob in put:
+                self._blobs.setdefault((target, ref), blob)
 
     def all(self) -> dict[str, dict[str, Any]]:
         return {k: json.loads(v) for k, v in list(self._data.items())}

@@ -8,6 +8,7 @@ by the upsert itself (a conditional ``DO UPDATE``), so it costs no extra round t
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -15,6 +16,7 @@ from psycopg.types.json import Jsonb
 
 from replicator.errors import ErrorKind, ReplicatorError
 from replicator.state.base import SCHEMA_VERSION, check_forward, check_version, migrate_v1
+from replicator.state.blobs import Blob, BlobRef
 
 STATE_SCHEMA = "langgraph_replicator"
 
@@ -74,6 +76,12 @@ class PostgresStateStore:
         )
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.meta (key text PRIMARY KEY, value text NOT NULL)"
+        )
+        conn.execute(
+            f"""CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.blobs (
+                target text NOT NULL, thread_id text NOT NULL, checkpoint_ns text NOT NULL,
+                channel text NOT NULL, version text NOT NULL, type text NOT NULL, data bytea,
+                PRIMARY KEY (target, thread_id, checkpoint_ns, channel, version))"""
         )
         with conn.transaction():
             conn.execute(f"LOCK TABLE {STATE_SCHEMA}.meta IN EXCLUSIVE MODE")
@@ -143,6 +151,54 @@ class PostgresStateStore:
 
     def clear(self) -> None:
         self._run(f"DELETE FROM {STATE_SCHEMA}.state")
+        self._run(f"DELETE FROM {STATE_SCHEMA}.blobs")
+
+    def blob_get_many(self, target: str, refs: Sequence[BlobRef]) -> dict[BlobRef, Blob]:
+        if not refs:
+            return {}
+        t, ns, ch, v = (list(part) for part in zip(*refs, strict=True))
+        rows = self._run(
+            f"""SELECT b.thread_id, b.checkpoint_ns, b.channel, b.version, b.type, b.data
+                FROM {STATE_SCHEMA}.blobs b
+                JOIN unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS k(t, ns, ch, v)
+                  ON (b.thread_id, b.checkpoint_ns, b.channel, b.version) = (k.t, k.ns, k.ch, k.v)
+                WHERE b.target = %s""",
+            (t, ns, ch, v, target),
+        )
+        return {(r[0], r[1], r[2], r[3]): (r[4], r[5]) for r in rows}
+
+    def blob_apply(
+        self,
+        target: str,
+        put: Sequence[tuple[BlobRef, Blob]] = (),
+        delete: Sequence[BlobRef] = (),
+        delete_threads: Sequence[str] = (),
+    ) -> None:
+        if not (put or delete or delete_threads):
+            return
+        with self._lock:
+            try:
+                conn = self._connection()
+                with conn.transaction(), conn.cursor() as cur:
+                    if delete_threads:
+                        cur.execute(
+                            f"DELETE FROM {STATE_SCHEMA}.blobs WHERE target = %s AND thread_id = ANY(%s)",
+                            (target, list(delete_threads)),
+                        )
+                    cur.executemany(
+                        f"""DELETE FROM {STATE_SCHEMA}.blobs WHERE target = %s AND thread_id = %s
+                            AND checkpoint_ns = %s AND channel = %s AND version = %s""",
+                        [(target, *ref) for ref in delete],
+                    )
+                    cur.executemany(
+                        f"""INSERT INTO {STATE_SCHEMA}.blobs
+                            (target, thread_id, checkpoint_ns, channel, version, type, data)
+                            VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+                        [(target, *ref, *blob) for ref, blob in put],
+                    )
+            except psycopg.OperationalError as exc:
+                self._conn = None
+                raise ReplicatorError(ErrorKind.SOURCE_UNREACHABLE, f"state database error: {exc}") from None
 
     def all(self) -> dict[str, dict[str, Any]]:
         return {name: value for name, value in self._run(f"SELECT name, value FROM {STATE_SCHEMA}.state")}

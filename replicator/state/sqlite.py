@@ -13,11 +13,16 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from replicator.errors import ErrorKind, ReplicatorError
 from replicator.state.base import SCHEMA_VERSION, check_forward, check_version
+from replicator.state.blobs import Blob, BlobRef
+
+_BLOBS_PER_QUERY = 150  # 5 parameters each: under SQLite's oldest limit of 999 variables
 
 
 class SqliteStateStore:
@@ -42,6 +47,12 @@ class SqliteStateStore:
                     "updated_at REAL NOT NULL)"
                 )
                 conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS blobs (target TEXT NOT NULL, thread_id TEXT NOT NULL, "
+                    "checkpoint_ns TEXT NOT NULL, channel TEXT NOT NULL, version TEXT NOT NULL, "
+                    "type TEXT NOT NULL, data BLOB, "
+                    "PRIMARY KEY (target, thread_id, checkpoint_ns, channel, version)) WITHOUT ROWID"
+                )
                 row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
                 check_version(int(row[0]) if row else None, self._path)
                 if row is None:
@@ -69,20 +80,26 @@ class SqliteStateStore:
     def put_many(self, values: dict[str, dict[str, Any]]) -> None:
         if not values:
             return
+        with self._write() as conn:
+            for name, value in values.items():
+                row = conn.execute("SELECT value FROM state WHERE name = ?", (name,)).fetchone()
+                check_forward(name, json.loads(row[0]) if row else None, value)
+            now = time.time()
+            conn.executemany(
+                "INSERT INTO state (name, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) "
+                "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                [(name, json.dumps(value), now) for name, value in values.items()],
+            )
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction: committed when the block ends, else rolled back."""
         with self._lock:
             conn = self._connection(write=True)
             assert conn is not None
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for name, value in values.items():
-                    row = conn.execute("SELECT value FROM state WHERE name = ?", (name,)).fetchone()
-                    check_forward(name, json.loads(row[0]) if row else None, value)
-                now = time.time()
-                conn.executemany(
-                    "INSERT INTO state (name, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) "
-                    "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                    [(name, json.dumps(value), now) for name, value in values.items()],
-                )
+                yield conn
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -93,6 +110,45 @@ class SqliteStateStore:
 
     def clear(self) -> None:
         self._execute("DELETE FROM state")
+        self._execute("DELETE FROM blobs")
+
+    def blob_get_many(self, target: str, refs: Sequence[BlobRef]) -> dict[BlobRef, Blob]:
+        found: dict[BlobRef, Blob] = {}
+        for start in range(0, len(refs), _BLOBS_PER_QUERY):
+            chunk = refs[start : start + _BLOBS_PER_QUERY]
+            keys = ", ".join("(?, ?, ?, ?, ?)" for _ in chunk)
+            rows = self._execute(
+                "SELECT thread_id, checkpoint_ns, channel, version, type, data FROM blobs "
+                f"WHERE (target, thread_id, checkpoint_ns, channel, version) IN (VALUES {keys})",
+                tuple(part for ref in chunk for part in (target, *ref)),
+            )
+            for t, ns, channel, version, type_, data in rows:
+                found[(t, ns, channel, version)] = (type_, data)
+        return found
+
+    def blob_apply(
+        self,
+        target: str,
+        put: Sequence[tuple[BlobRef, Blob]] = (),
+        delete: Sequence[BlobRef] = (),
+        delete_threads: Sequence[str] = (),
+    ) -> None:
+        if not (put or delete or delete_threads):
+            return
+        with self._write() as conn:
+            conn.executemany(
+                "DELETE FROM blobs WHERE target = ? AND thread_id = ?", [(target, t) for t in delete_threads]
+            )
+            conn.executemany(
+                "DELETE FROM blobs WHERE target = ? AND thread_id = ? AND checkpoint_ns = ? "
+                "AND channel = ? AND version = ?",
+                [(target, *ref) for ref in delete],
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO blobs (target, thread_id, checkpoint_ns, channel, version, type, "
+                "data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(target, *ref, *blob) for ref, blob in put],
+            )
 
     def all(self) -> dict[str, dict[str, Any]]:
         return {name: json.loads(value) for name, value in self._execute("SELECT name, value FROM state")}

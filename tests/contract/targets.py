@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +23,11 @@ from psycopg.rows import dict_row
 
 from connectors.sinks.dynamodb import DynamoDBSink
 from connectors.sinks.postgres import PostgresSink
+from connectors.sinks.saver import SaverSink
 from connectors.sinks.sqlite import SqliteSink
 from replicator.embedded import EmbeddedPostgres, create_dynamodb_table, create_s3_bucket
+from replicator.state import SqliteStateStore
+from tests.savers import bind
 
 REGION = "us-east-1"
 S3_KEY_PREFIX = "app/lg"
@@ -170,6 +174,28 @@ class PostgresTarget:
 # --------------------------------------------------------------------------- SQLite
 
 
+def dump_sqlite(path: Path) -> dict[str, Any]:
+    """Every row of every table of a SQLite file, keyed by table and primary key."""
+    if not path.exists():
+        return {}
+    out: dict[str, Any] = {}
+    with closing(sqlite3.connect(path)) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY 1"
+            )
+        ]
+        for table in tables:
+            info = conn.execute(f'PRAGMA table_info("{table}")').fetchall()
+            columns = [c[1] for c in info]
+            keys = [c[1] for c in sorted(info, key=lambda c: c[5]) if c[5] > 0]
+            for values in conn.execute(f'SELECT * FROM "{table}"'):
+                row = dict(zip(columns, values, strict=True))
+                out[f"{table} " + " | ".join(str(row[k]) for k in keys)] = row
+    return out
+
+
 @dataclass(frozen=True)
 class SqliteStore:
     """A SQLite file not yet created; its dump is every row of every table in it."""
@@ -180,25 +206,7 @@ class SqliteStore:
         return SqliteSink("contract", str(self.path))
 
     def dump(self) -> dict[str, Any]:
-        if not self.path.exists():
-            return {}
-        out: dict[str, Any] = {}
-        with closing(sqlite3.connect(self.path)) as conn:
-            tables = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT name FROM sqlite_master WHERE type = 'table' "
-                    "AND name NOT LIKE 'sqlite_%' ORDER BY 1"
-                )
-            ]
-            for table in tables:
-                info = conn.execute(f'PRAGMA table_info("{table}")').fetchall()
-                columns = [c[1] for c in info]
-                keys = [c[1] for c in sorted(info, key=lambda c: c[5]) if c[5] > 0]
-                for values in conn.execute(f'SELECT * FROM "{table}"'):
-                    row = dict(zip(columns, values, strict=True))
-                    out[f"{table} " + " | ".join(str(row[k]) for k in keys)] = row
-        return out
+        return dump_sqlite(self.path)
 
 
 @dataclass(frozen=True)
@@ -210,3 +218,108 @@ class SqliteTarget:
 
     def new_store(self) -> SqliteStore:
         return SqliteStore(self.directory / f"c-{uuid.uuid4().hex[:12]}.sqlite")
+
+
+# --------------------------------------------------------------------------- any saver
+
+
+def dump_memory_saver(saver: Any) -> dict[str, Any]:
+    """Every entry of an InMemorySaver's three dicts."""
+    out: dict[str, Any] = {}
+    for t, by_ns in saver.storage.items():
+        for ns, by_id in by_ns.items():
+            for cid, value in by_id.items():
+                out[f"storage {t} | {ns} | {cid}"] = value
+    for (t, ns, cid), by_task in saver.writes.items():
+        for (task, idx), (task_id, channel, value, _task_path) in by_task.items():
+            # task_path left out: InMemorySaver keeps it but never reads it, and a target written
+            # through a saver's API cannot read it back when it rebuilds a thread (see
+            # connectors/sinks/saver.py)
+            out[f"writes {t} | {ns} | {cid} | {task} | {idx}"] = (task_id, channel, value)
+    for (t, ns, channel, version), value in saver.blobs.items():
+        out[f"blobs {t} | {ns} | {channel} | {version}"] = value
+    return out
+
+
+def dump_redis(url: str, prefix: str) -> dict[str, Any]:
+    """Every key under ``prefix``: strings by value, hashes field by field, sorted sets as their
+    members in score order (the plain-Redis saver's latest is the member put last; the scores
+    are a global put counter, which a replay advances); the counter itself is left out."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    out: dict[str, Any] = {}
+
+    def strip(text: str) -> str:  # stores on one server differ by their prefix only
+        return text[len(prefix) + 1 :] if text.startswith(prefix + ":") else text
+
+    try:
+        for raw in client.scan_iter(match=f"{prefix}:*", count=500):
+            key = raw.decode()
+            kind = client.type(raw).decode()
+            if key == f"{prefix}:seq":
+                continue
+            name = strip(key)
+            if kind == "string":
+                out[f"redis {name}"] = client.get(raw)
+            elif kind == "hash":
+                for field, value in client.hgetall(raw).items():
+                    out[f"redis {name} {strip(field.decode())}"] = value
+            elif kind == "zset":
+                out[f"redis {name}"] = [m.decode() for m in client.zrange(raw, 0, -1)]
+            else:
+                out[f"redis {name}"] = kind
+    finally:
+        client.close()
+    return out
+
+
+@dataclass(frozen=True)
+class SaverStore:
+    """A saver's store reached through its factory, with the state store its blobs live in.
+    The dump is the saver's own store (by ``dump_saver``) and the target's rows of the state
+    store's blob table."""
+
+    factory: str
+    state_path: Path
+    dump_saver: Callable[[], dict[str, Any]]
+
+    def sink(self) -> SaverSink:
+        return SaverSink("contract", self.factory, SqliteStateStore(self.state_path))
+
+    def dump(self) -> dict[str, Any]:
+        state = dump_sqlite(self.state_path)
+        mine = {
+            f"state {key}": row
+            for key, row in state.items()
+            if key.startswith("blobs ") or key.startswith("state saver-deletes:")
+        }
+        return {**self.dump_saver(), **mine}
+
+
+@dataclass
+class SaverTarget:
+    """``kind = "saver"`` over one saver class: ``make(store_id)`` builds a fresh store's saver
+    and ``dump(saver)`` reads that saver's own store raw."""
+
+    name: str
+    directory: Path
+    make: Callable[[str], Any]
+    dump_saver: Callable[[Any], dict[str, Any]]
+    # A thread holding only pending writes (no checkpoint yet) is listed by the saver's API
+    # (``list``) only when the saver says so: none of these do.
+    lists_threads_with_only_writes: bool = False
+    # The saver's own delete_thread leaves writes whose checkpoint it never held (the plain-Redis
+    # saver finds writes through its checkpoint index).
+    delete_thread_keeps_orphan_writes: bool = False
+    # A saver's API deletes whole threads only (connectors/sinks/saver.py).
+    exact_partial_deletes: bool = False
+
+    def new_store(self) -> SaverStore:
+        store_id = uuid.uuid4().hex[:12]
+        saver = self.make(store_id)
+        return SaverStore(
+            bind(lambda: saver),
+            self.directory / f"state-{store_id}.sqlite",
+            lambda: self.dump_saver(saver),
+        )

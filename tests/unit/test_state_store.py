@@ -48,12 +48,30 @@ def contract(open_store: Callable[[], StateStore]) -> None:
 
     store.delete("deadletters:t")
     assert store.get("deadletters:t") is None
+
+    # Blobs a target keeps here: per target, insert-only, deleted by key or by thread.
+    a, b, c = ("t1", "", "messages", "2"), ("t1", "sub:1", "notes", "3"), ("t2", "", "messages", "2")
+    store.blob_apply(
+        "redis", put=[(a, ("msgpack", b"\x91\x01")), (b, ("bytes", b"\x00")), (c, ("null", None))]
+    )
+    store.blob_apply("other", put=[(a, ("msgpack", b"other target"))])
+    store.blob_apply("redis", put=[(a, ("msgpack", b"changed"))])  # a key holds its first value
+    assert store.blob_get_many("redis", [a, b, c, ("t3", "", "x", "1")]) == {
+        a: ("msgpack", b"\x91\x01"),
+        b: ("bytes", b"\x00"),
+        c: ("null", None),
+    }
+    store.blob_apply("redis", delete=[b], delete_threads=["t2"])
+    assert store.blob_get_many("redis", [a, b, c]) == {a: ("msgpack", b"\x91\x01")}
+    assert store.blob_get_many("other", [a]) == {a: ("msgpack", b"other target")}
     store.close()
 
     again = open_store()
     assert again.get("applier:t:1") == {"position": 4, "offset": 1}
+    assert again.blob_get_many("redis", [a]) == {a: ("msgpack", b"\x91\x01")}  # durable
     again.clear()  # reset: the one way back
     assert again.all() == {}
+    assert again.blob_get_many("redis", [a]) == {} and again.blob_get_many("other", [a]) == {}
     again.put("publisher", {"position": 1})
     assert again.get("publisher") == {"position": 1}
     again.close()

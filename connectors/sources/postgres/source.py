@@ -130,6 +130,15 @@ class PostgresSource:
     def format_position(position: int) -> str:
         return format_lsn(position)
 
+    @staticmethod
+    def next_version(current: Any, channel: None = None) -> str:
+        """PostgresSaver's channel versions (``f"{n:032}.{random:016}"``), continuing any int or
+        str version: what a moved thread's next versions must be (``replicator.target_saver``)."""
+        from langgraph.checkpoint.postgres.base import BasePostgresSaver
+
+        version: str = BasePostgresSaver.get_next_version(None, current, channel)  # type: ignore[arg-type]
+        return version
+
     def describe(self) -> dict[str, Any]:
         return slot_status(self._side_conn(), self.config.slot, self.config.max_slot_lag_bytes)
 

@@ -1,0 +1,401 @@
+"""The generic target: any LangGraph saver, written through its own ``put`` / ``put_writes`` /
+``delete_thread``, so every saver that exists (Redis, MongoDB, Firestore, ...) is a target
+without the replicator knowing its layout.
+
+``[[targets]] kind = "saver"``, ``factory = "package.module:callable"``: the callable is imported
+from the Python path and called with no arguments; it returns a ``BaseCheckpointSaver`` (or a
+context manager yielding one). The saver is the only way in, so:
+
+- A checkpoint is put whole (the whole form), with ``new_versions`` = every channel's version:
+  savers that key values by version (InMemorySaver, the plain-Redis saver) store each value at the
+  version the source gave it; storing one again at the same version changes nothing.
+- Pending writes go through ``put_writes``, which numbers them by their position in the call
+  (a special channel such as ``__resume__`` takes its own negative ``idx`` but still uses up a
+  position): a task's regular writes are put in one call at their ``idx`` positions, each special
+  write alone. A position the batch does not fill (a special write's, or a write put by an
+  earlier batch) holds one of the task's own writes again, which changes nothing: savers keep a
+  regular write they hold and overwrite a special one with itself.
+- PostgresSaver's versioned blobs, which later checkpoints of a split-form source refer to, have
+  no place in an arbitrary saver: they live in the replicator's state store, per target.
+- A saver's API deletes whole threads only. PostgresSaver's ``delete_thread`` reaches the log as
+  one row delete per checkpoint, blob and write, which a batch may cut anywhere: the thread is
+  deleted through ``delete_thread`` once no checkpoint of it is left, counting the deleted
+  checkpoints it still holds from earlier batches (kept in the state store until then). A
+  single checkpoint or write deleted from a thread that keeps others (a source that prunes)
+  cannot be applied: it stays in the target, is logged, and ``replicator verify`` shows it.
+- Savers keep a regular pending write they already hold when it is put again (InMemorySaver,
+  SqliteSaver, PostgresSaver, the plain-Redis saver all do): the filler above relies on it.
+
+Slower than a layout written for the store (every call is the saver's own round trips), exact
+for every saver that honours the ``BaseCheckpointSaver`` contract.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, ExitStack
+from typing import Any
+
+import msgspec
+import structlog
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    CheckpointMetadata,
+    CheckpointTuple,
+)
+
+from connectors.langgraph.batch import DurableOps, WholeCheckpoint, Write
+from connectors.langgraph.blobs import BlobStore
+from connectors.langgraph.forms import Blob, BlobRef, CheckpointRef, Form, WriteRef
+from connectors.sinks.layout import LayeredSink
+from replicator.errors import ErrorKind, ReplicatorError, translated
+from replicator.state.base import StateStore
+
+_log = structlog.get_logger(__name__)
+
+_IO_NAMES = ("Connection", "Timeout", "Unavailable", "Refused", "Reset", "Broken")
+_BUSY_WORDS = ("locked", "busy", "throttl", "too many requests")
+
+
+def load_factory(spec: str, target: str) -> Any:
+    """The callable ``package.module:callable`` names, or a CONFIG error naming the target.
+
+    The working directory is searched too (as ``python -m`` and uvicorn's ``module:app`` do), so
+    a factory in the app's own code is found when ``replicator`` runs from its checkout.
+    """
+    module_name, _, attr = spec.partition(":")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ReplicatorError(
+            ErrorKind.CONFIG,
+            f"targets[{target}].factory {spec!r}: cannot import module {module_name!r}: "
+            f"{type(exc).__name__}: {exc} (is it installed, or on PYTHONPATH?)",
+        ) from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ReplicatorError(
+                ErrorKind.CONFIG,
+                f"targets[{target}].factory {spec!r}: module {module_name!r} has no {attr!r}",
+            )
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ReplicatorError(ErrorKind.CONFIG, f"targets[{target}].factory {spec!r} is not callable")
+    return obj
+
+
+def saver_error(exc: BaseException, target: str, what: str) -> ReplicatorError:
+    """What an exception from a third-party saver means: I/O trouble is retried, the rest stops.
+
+    A saver's client errors are not ours to know, so they are told apart by their class names
+    and messages (``redis.ConnectionError``, ``TimeoutError``, SQLite's "database is locked").
+    """
+    if isinstance(exc, ReplicatorError):
+        return exc
+    names = [cls.__name__ for cls in type(exc).__mro__]
+    text = f"{type(exc).__name__}: {exc}"
+    message = f"target {target!r} (saver): {what}: {text}"
+    if any(word in str(exc).lower() for word in _BUSY_WORDS):
+        return ReplicatorError(ErrorKind.TARGET_THROTTLED, message + " (retried after a backoff)")
+    if isinstance(exc, OSError) or any(io in name for name in names for io in _IO_NAMES):
+        return ReplicatorError(ErrorKind.TARGET_UNREACHABLE, message + " (retried after a backoff)")
+    return ReplicatorError(ErrorKind.TARGET_SETUP, message)
+
+
+def pending_deletes_name(target: str, thread_id: str) -> str:
+    """The state document of a thread's deleted checkpoints the saver still holds."""
+    return f"saver-deletes:{target}:{thread_id}"
+
+
+def _config(thread_id: str, ns: str, checkpoint_id: str | None) -> RunnableConfig:
+    configurable: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": ns}
+    if checkpoint_id:
+        configurable["checkpoint_id"] = checkpoint_id
+    return RunnableConfig(configurable=configurable)
+
+
+def _idx_of(channel: str, position: int) -> int:
+    return WRITES_IDX_MAP.get(channel, position)
+
+
+def numbered_writes(tup: CheckpointTuple) -> dict[tuple[str, int], tuple[str, Any]]:
+    """A tuple's pending writes by ``(task_id, idx)``: a special channel's idx from
+    ``WRITES_IDX_MAP``, a regular write's from its position among its task's regular writes
+    (savers return them in idx order)."""
+    out: dict[tuple[str, int], tuple[str, Any]] = {}
+    seen: dict[str, int] = defaultdict(int)
+    for task_id, channel, value in tup.pending_writes or ():
+        if channel in WRITES_IDX_MAP:
+            idx = WRITES_IDX_MAP[channel]
+        else:
+            idx = seen[task_id]
+            seen[task_id] += 1
+        out[(task_id, idx)] = (channel, value)
+    return out
+
+
+class SaverLayout:
+    """A saver's store, reached only through the saver (whole form); blobs in the state store."""
+
+    form = Form.WHOLE
+
+    def __init__(self, name: str, factory: str, state: StateStore | None) -> None:
+        self.name = name
+        self.factory = factory
+        self._state = state
+        self._saver: BaseCheckpointSaver[Any] | None = None
+        self._exit = ExitStack()
+        self.deferred_deletes = 0
+        self.unplaced_writes = 0
+
+    # ------------------------------------------------------------------ the saver
+
+    def saver(self) -> BaseCheckpointSaver[str]:
+        if self._saver is None:
+            built = load_factory(self.factory, self.name)
+            with self._errors("calling the factory"):
+                made = built()
+                if not isinstance(made, BaseCheckpointSaver) and isinstance(made, AbstractContextManager):
+                    made = self._exit.enter_context(made)
+            if not isinstance(made, BaseCheckpointSaver):
+                raise ReplicatorError(
+                    ErrorKind.CONFIG,
+                    f"targets[{self.name}].factory {self.factory!r} returned {type(made).__name__}, "
+                    "not a LangGraph BaseCheckpointSaver",
+                )
+            self._saver = made
+        saver: BaseCheckpointSaver[str] = self._saver
+        return saver
+
+    def _errors(self, what: str) -> AbstractContextManager[None]:
+        return translated(Exception, lambda exc: saver_error(exc, self.name, what))
+
+    def _table(self) -> StateStore:
+        if self._state is None:
+            raise ReplicatorError(
+                ErrorKind.INTERNAL,
+                f"target {self.name!r} (saver) was built without the state store, where its blobs live",
+            )
+        return self._state
+
+    # ------------------------------------------------------------------ Layout
+
+    def check(self) -> None:
+        saver = self.saver()
+        with self._errors("reading through the saver"):
+            saver.get_tuple(_config("langgraph-replicator-check", "", None))
+
+    def blob_store(self) -> BlobStore:
+        return self
+
+    def get_many(self, refs: Sequence[BlobRef]) -> dict[BlobRef, Blob]:
+        return self._table().blob_get_many(self.name, refs)
+
+    def stored_checkpoint(self, ref: CheckpointRef) -> WholeCheckpoint | None:
+        t, ns, cid = ref
+        saver = self.saver()
+        with self._errors(f"reading checkpoint {cid} of thread {t!r}"):
+            tup = saver.get_tuple(_config(t, ns, cid))
+            if tup is None or tup.config["configurable"].get("checkpoint_id") != cid:
+                return None
+            type_, data = saver.serde.dumps_typed(tup.checkpoint)
+        parent = (tup.parent_config or {}).get("configurable", {}).get("checkpoint_id")
+        return WholeCheckpoint(parent, type_, data, dict(tup.metadata or {}))
+
+    def stored_write(self, ref: WriteRef) -> tuple[str, bytes] | None:
+        t, ns, cid, task, idx = ref
+        found = self._task_writes(t, ns, cid).get((task, idx))
+        if found is None:
+            return None
+        with self._errors("encoding a stored write"):
+            return self.saver().serde.dumps_typed(found[1])
+
+    def _task_writes(self, t: str, ns: str, cid: str) -> dict[tuple[str, int], tuple[str, Any]]:
+        with self._errors(f"reading the writes of checkpoint {cid} of thread {t!r}"):
+            tup = self.saver().get_tuple(_config(t, ns, cid))
+        if tup is None or tup.config["configurable"].get("checkpoint_id") != cid:
+            return {}
+        return numbered_writes(tup)
+
+    def write(self, ops: DurableOps) -> None:
+        saver = self.saver()
+        with self._errors(f"deleting {len(ops.deleted_threads)} threads"):
+            for t in ops.deleted_threads:
+                saver.delete_thread(t)
+                self._table().delete(pending_deletes_name(self.name, t))
+        self._table().blob_apply(
+            self.name,
+            put=[(ref, blob) for ref, blob in ops.blobs.items() if blob is not None],
+            delete=[ref for ref, blob in ops.blobs.items() if blob is None],
+            delete_threads=ops.deleted_threads,
+        )
+        self._remove(ops)
+        with self._errors("putting checkpoints"):
+            for (t, ns, cid), value in sorted(ops.checkpoints.items()):
+                if isinstance(value, WholeCheckpoint):
+                    self._put(t, ns, cid, value)
+        with self._errors("putting pending writes"):
+            self._put_writes(ops.writes)
+
+    def _put(self, t: str, ns: str, cid: str, value: WholeCheckpoint) -> None:
+        saver = self.saver()
+        checkpoint = saver.serde.loads_typed((value.type, value.data))
+        metadata = value.metadata
+        if isinstance(metadata, msgspec.Raw):
+            metadata = msgspec.msgpack.decode(metadata)
+        saver.put(
+            _config(t, ns, value.parent_checkpoint_id),
+            checkpoint,
+            CheckpointMetadata(**(metadata or {})),
+            dict(checkpoint.get("channel_versions") or {}),
+        )
+
+    def _put_writes(self, writes: dict[WriteRef, Write | None]) -> None:
+        """Each (checkpoint, task)'s writes in one ``put_writes`` call, in idx order."""
+        saver = self.saver()
+        groups: dict[tuple[str, str, str, str], dict[int, Write]] = defaultdict(dict)
+        for (t, ns, cid, task, idx), write in writes.items():
+            if write is not None:
+                groups[(t, ns, cid, task)][idx] = write
+        for (t, ns, cid, task), by_idx in sorted(groups.items()):
+            config = _config(t, ns, cid)
+            for idx in sorted(i for i in by_idx if i < 0):
+                w = by_idx[idx]
+                saver.put_writes(config, [(w.channel, self._value(w))], task, w.task_path)
+            regular = sorted(i for i in by_idx if i >= 0)
+            if not regular:
+                continue
+            listed: list[tuple[str, Any]] = []
+            filler = next(((w.channel, self._value(w)) for i, w in sorted(by_idx.items()) if i < 0), None)
+            for position in range(regular[-1] + 1):
+                if position in by_idx:
+                    listed.append((by_idx[position].channel, self._value(by_idx[position])))
+                    continue
+                if filler is None:
+                    filler = self._stored_filler(t, ns, cid, task)
+                if filler is None:
+                    # The saver numbers writes by position: one cannot land after a gap. The
+                    # writes before the gap are put; the rest are counted and reported.
+                    left = [i for i in regular if i > position]
+                    self.unplaced_writes += len(left)
+                    _log.warning(
+                        "pending writes after a gap in their task's idx cannot be put through "
+                        "the saver's API; skipped",
+                        sink=self.name,
+                        thread_id=t,
+                        checkpoint_ns=ns,
+                        checkpoint_id=cid,
+                        task_id=task,
+                        missing_idx=position,
+                        skipped_idx=left,
+                    )
+                    break
+                listed.append(filler)
+            if listed:
+                saver.put_writes(config, listed, task, by_idx[regular[0]].task_path)
+
+    def _stored_filler(self, t: str, ns: str, cid: str, task: str) -> tuple[str, Any] | None:
+        """A write of ``task`` the target already holds, to stand at a position before the
+        batch's first write: put again, it changes nothing (a regular write the saver holds is
+        kept, a special one is overwritten by itself)."""
+        held = sorted(
+            (idx, write) for (task_id, idx), write in self._task_writes(t, ns, cid).items() if task_id == task
+        )
+        return held[0][1] if held else None
+
+    def _value(self, write: Write) -> Any:
+        return self.saver().serde.loads_typed((write.type, write.data))
+
+    # ------------------------------------------------------------------ deletes
+
+    def _remove(self, ops: DurableOps) -> None:
+        """Apply per-row deletes: a thread goes (``delete_thread``) once none of its checkpoints
+        is left; until then the deleted checkpoints it still holds are remembered (see module
+        doc)."""
+        deleted: dict[str, set[tuple[str, str]]] = defaultdict(set)
+        touched: set[str] = set()
+        for (t, ns, cid), value in ops.checkpoints.items():
+            if value is None:
+                deleted[t].add((ns, cid))
+                touched.add(t)
+        touched.update(ref[0] for ref, write in ops.writes.items() if write is None)
+        for t in sorted(touched):
+            upserted = {
+                (ns, cid) for (t2, ns, cid), v in ops.checkpoints.items() if t2 == t and v is not None
+            }
+            self._remove_from_thread(t, deleted[t], upserted)
+
+    def _remove_from_thread(
+        self, t: str, deleted: set[tuple[str, str]], upserted: set[tuple[str, str]]
+    ) -> None:
+        saver, state = self.saver(), self._table()
+        name = pending_deletes_name(self.name, t)
+        pending = {(ns, cid) for ns, cid in (state.get(name) or {}).get("checkpoints", [])}
+        with self._errors(f"reading thread {t!r} to delete from it"):
+            held = {
+                (c.get("checkpoint_ns", ""), c["checkpoint_id"])
+                for c in (
+                    tup.config["configurable"] for tup in saver.list({"configurable": {"thread_id": t}})
+                )
+            }
+        gone = pending | deleted
+        if not (held | upserted) - gone:
+            with self._errors(f"deleting thread {t!r}"):
+                saver.delete_thread(t)  # also what the saver holds but cannot list (orphan writes)
+            if pending:
+                state.delete(name)
+            return
+        still = sorted(gone & held - upserted)
+        if still == sorted(pending):
+            return
+        if still:
+            state.put(name, {"checkpoints": [list(ref) for ref in still]})
+        elif pending:
+            state.delete(name)
+        self.deferred_deletes += len(deleted & held)
+        _log.warning(
+            "checkpoints deleted from a thread that keeps others cannot be deleted through a saver's "
+            "API: kept until the whole thread is deleted (replicator verify shows them meanwhile)",
+            sink=self.name,
+            thread_id=t,
+            kept=len(still),
+        )
+
+    # ------------------------------------------------------------------ verify
+
+    def thread_ids(self) -> Iterable[str]:
+        with self._errors("listing threads"):
+            return sorted({str(tup.config["configurable"]["thread_id"]) for tup in self.saver().list(None)})
+
+    def close(self) -> None:
+        with self._errors("closing the saver"):
+            self._exit.close()
+        self._saver = None
+
+
+class SaverSink(LayeredSink):
+    """``LayeredSink`` over ``SaverLayout``: what ``[[targets]] kind = "saver"`` builds."""
+
+    def __init__(
+        self, name: str, factory: str, state: StateStore | None, blob_cache_bytes: int = 64 * 1024 * 1024
+    ) -> None:
+        self.saver_layout = SaverLayout(name, factory, state)
+        super().__init__(self.saver_layout, blob_cache_bytes)
+
+
+__all__ = [
+    "SaverLayout",
+    "SaverSink",
+    "load_factory",
+    "numbered_writes",
+    "pending_deletes_name",
+    "saver_error",
+]
