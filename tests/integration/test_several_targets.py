@@ -39,8 +39,9 @@ class Throttle:
         return Action.FORWARD
 
 
-def _report(config: Any) -> dict[str, Any]:
-    head, slot = source_head(config)
+def _report(config: Any, head: int, slot: dict[str, Any]) -> dict[str, Any]:
+    """Where every target is against the source head ``head`` (taken once the app stopped
+    writing: the replicator's own position writes keep moving the live head)."""
     state = open_state_store(config, create=False)
     try:
         return collect(config, state, head, slot)
@@ -95,9 +96,10 @@ batch_events = 200
                 app.converse(f"during-{i}", turns=2, resume=i % 2 == 0)
             app.delete("before-0")
             written_at = time.monotonic()
+            head, slot = source_head(config)
             # The fast target applies everything while the slow one gets nothing through.
             while True:
-                report = _report(config)
+                report = _report(config, head, slot)
                 fast, slow = report["targets"]["fast"], report["targets"]["slow"]
                 if fast["caught_up"]:
                     break
