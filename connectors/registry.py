@@ -15,6 +15,7 @@ from replicator.errors import ErrorKind, ReplicatorError
 
 if TYPE_CHECKING:
     from connectors.base import Sink, Source, Switchboard
+    from connectors.sinks.cosmos_config import CosmosTargetConfig
     from connectors.sinks.dynamodb_config import DynamoDBTargetConfig
     from connectors.sinks.postgres_config import PostgresTargetConfig
     from connectors.sinks.saver_config import SaverTargetConfig
@@ -57,11 +58,30 @@ def _saver(config: SaverTargetConfig, state: StateStore | None) -> Sink:
     return SaverSink(config.name, config.factory, state)
 
 
+def _cosmos(config: CosmosTargetConfig, state: StateStore | None) -> Sink:
+    try:
+        import azure.cosmos  # noqa: F401
+        import langgraph_checkpoint_cosmosdb  # noqa: F401
+    except ImportError as exc:
+        raise ReplicatorError(
+            ErrorKind.CONFIG,
+            f"targets[{config.name}] is a Cosmos DB target, which needs {exc.name}: "
+            "pip install 'langgraph-replicator[cosmos]'",
+        ) from None
+    from connectors.sinks.cosmos import CosmosLayout, CosmosSink
+
+    key = config.key.get_secret_value() if config.key else None
+    return CosmosSink(
+        CosmosLayout(config.name, config.endpoint, config.database, config.container, key, state)
+    )
+
+
 SINKS: dict[str, Callable[[Any, StateStore | None], Sink]] = {
     "dynamodb": lambda config, _: _dynamodb(config),
     "postgres": lambda config, _: _postgres(config),
     "sqlite": lambda config, _: _sqlite(config),
     "saver": _saver,
+    "cosmos": _cosmos,
 }
 
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Discriminator, Field, SecretStr, Tag, ValidationError, field_validator, model_validator
 
 from connectors.config import StrictModel
+from connectors.sinks.cosmos_config import CosmosTargetConfig
 from connectors.sinks.dynamodb_config import DynamoDBTargetConfig
 from connectors.sinks.postgres_config import PostgresTargetConfig
 from connectors.sinks.saver_config import SaverTargetConfig
@@ -25,6 +26,7 @@ from replicator.errors import ErrorKind, ReplicatorError
 
 __all__ = [
     "Config",
+    "CosmosTargetConfig",
     "DynamoDBTargetConfig",
     "KafkaConfig",
     "PostgresSourceConfig",
@@ -113,10 +115,11 @@ TargetConfig = Annotated[
         Annotated[PostgresTargetConfig, Tag("postgres")],
         Annotated[SqliteTargetConfig, Tag("sqlite")],
         Annotated[SaverTargetConfig, Tag("saver")],
+        Annotated[CosmosTargetConfig, Tag("cosmos")],
     ],
     Discriminator(_kind_of("dynamodb")),
 ]
-TARGET_KINDS = ("dynamodb", "postgres", "sqlite", "saver")
+TARGET_KINDS = ("dynamodb", "postgres", "sqlite", "saver", "cosmos")
 
 
 class PostgresStateConfig(_Strict):

@@ -40,6 +40,7 @@ from tenacity import (
 from connectors.langgraph.batch import DurableOps, WholeCheckpoint
 from connectors.langgraph.blobs import BlobStore
 from connectors.langgraph.forms import ABSENT, Blob, BlobRef, CheckpointRef, Form, WriteRef
+from connectors.sinks.chunks import chunked
 from connectors.sinks.dynamodb_layout import (
     BLOB_PK_PREFIX,
     META,
@@ -531,18 +532,12 @@ class DynamoDBSink(LayeredSink):
 
     @staticmethod
     def _chunks(requests: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-        chunk: list[dict[str, Any]] = []
-        size = 0
-        for request in requests:
-            body = request.get("PutRequest", {}).get("Item") or request["DeleteRequest"]["Key"]
-            n = item_size(body) + 64
-            if chunk and (len(chunk) >= _BATCH_WRITE_ITEMS or size + n > _BATCH_WRITE_BYTES):
-                yield chunk
-                chunk, size = [], 0
-            chunk.append(request)
-            size += n
-        if chunk:
-            yield chunk
+        def size(request: dict[str, Any]) -> int:
+            return (
+                item_size(request.get("PutRequest", {}).get("Item") or request["DeleteRequest"]["Key"]) + 64
+            )
+
+        return chunked(requests, size, _BATCH_WRITE_ITEMS, _BATCH_WRITE_BYTES)
 
     def _write_chunk(self, requests: list[dict[str, Any]]) -> None:
         pending = requests

@@ -14,6 +14,7 @@ pytest.register_assert_rewrite("tests.contract.suite", "tests.contract.recording
 from replicator.embedded import EmbeddedMoto, EmbeddedPostgres  # noqa: E402
 from tests.contract.suite import SinkTarget  # noqa: E402
 from tests.contract.targets import (  # noqa: E402
+    CosmosTarget,
     DynamoDBTarget,
     PostgresTarget,
     SaverTarget,
@@ -34,6 +35,7 @@ TARGETS = [
     "saver-memory",
     "saver-sqlite",
     "saver-redis",
+    "cosmos-in-memory-container-not-a-live-account",
 ]
 
 
@@ -103,6 +105,13 @@ def saver_redis_target(tmp_path: Path, redis_server: EmbeddedRedis) -> SaverTarg
 def _sqlite_path(saver: object) -> Path:
     conn = saver.conn  # type: ignore[attr-defined]
     return Path(conn.execute("PRAGMA database_list").fetchone()[2])
+
+
+@pytest.fixture
+def cosmos_in_memory_container_not_a_live_account_target(tmp_path: Path) -> CosmosTarget:
+    """CosmosDBSaver's documents in an in-memory container, read back by CosmosDBSaver itself.
+    No Cosmos DB runs here: the service's own behaviour is not verified (cosmos_container.py)."""
+    return CosmosTarget("cosmos", tmp_path)
 
 
 @pytest.fixture(params=TARGETS)

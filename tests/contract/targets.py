@@ -21,12 +21,14 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from connectors.sinks.cosmos import CosmosLayout, CosmosSink
 from connectors.sinks.dynamodb import DynamoDBSink
 from connectors.sinks.postgres import PostgresSink
 from connectors.sinks.saver import SaverSink
 from connectors.sinks.sqlite import SqliteSink
 from replicator.embedded import EmbeddedPostgres, create_dynamodb_table, create_s3_bucket
 from replicator.state import SqliteStateStore
+from tests.contract.cosmos_container import InMemoryContainer
 from tests.savers import bind
 
 REGION = "us-east-1"
@@ -322,4 +324,50 @@ class SaverTarget:
             bind(lambda: saver),
             self.directory / f"state-{store_id}.sqlite",
             lambda: self.dump_saver(saver),
+        )
+
+
+# --------------------------------------------------------------------------- Cosmos DB
+
+
+@dataclass(frozen=True)
+class CosmosStore:
+    """A fresh in-memory container (no Cosmos DB runs here: see cosmos_container.py) and the
+    state store its blobs live in; the dump is every document and the target's blob rows."""
+
+    container: InMemoryContainer
+    state_path: Path
+
+    def sink(self) -> CosmosSink:
+        layout = CosmosLayout(
+            "contract",
+            "https://not-a-live-account.documents.azure.com:443/",
+            "langgraph",
+            "checkpoints",
+            None,
+            SqliteStateStore(self.state_path),
+            container_client=self.container,
+        )
+        return CosmosSink(layout)
+
+    def dump(self) -> dict[str, Any]:
+        state = dump_sqlite(self.state_path)
+        blobs = {f"state {key}": row for key, row in state.items() if key.startswith("blobs ")}
+        return {**self.container.dump(), **blobs}
+
+
+@dataclass
+class CosmosTarget:
+    """CosmosDBSaver's layout in an in-memory container: documents and reads, not the service."""
+
+    name: str
+    directory: Path
+    # Cosmos DB ids cannot hold these, and CosmosDBSaver splits its ids on "$".
+    forbidden_in_names: str = "/\\?#$"
+    # CosmosDBSaver keeps a checkpoint in one item of at most 2 MB, values base64 (a third larger).
+    value_scale: float = 0.5
+
+    def new_store(self) -> CosmosStore:
+        return CosmosStore(
+            InMemoryContainer(), self.directory / f"cosmos-state-{uuid.uuid4().hex[:12]}.sqlite"
         )
