@@ -17,11 +17,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from bench import capture, copy, cutover, lag, memory, scaleout
+from bench import capture, copy, cutover, lag, memory, scaleout, targets
 from bench.env import log, services
 from bench.report import OUT, Result, write
 
-FIGURES = ("copy", "capture", "lag", "memory", "scaleout", "cutover")
+FIGURES = ("copy", "capture", "lag", "memory", "scaleout", "cutover", "targets")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -55,6 +55,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     g.add_argument("--switches", type=int, default=20, help="cutovers (each followed by a rollback)")
     g.add_argument("--switch-rate", type=float, default=8.0, help="checkpoints/s the apps write meanwhile")
     g.add_argument("--switch-writers", type=int, default=2, help="app processes writing meanwhile")
+    g = ap.add_argument_group("7. apply rate per target kind")
+    g.add_argument(
+        "--target-threads", type=int, default=60, help="real conversations applied to every target"
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.threads, args.real_threads, args.baseline_threads = 300, 50, 10
@@ -63,6 +67,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         args.memory_events = 20_000
         args.scaleout_events = 8_000
         args.switches = 5
+        args.target_threads = 15
     return args
 
 
@@ -115,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
                     switches=args.switches, writers=args.switch_writers, rate=args.switch_rate
                 )
                 results.append(cutover.run(s, co, args.out))
+            elif name == "targets":
+                results.append(targets.run(s, targets.Params(threads=args.target_threads), args.out))
             results[-1].data["load_before"] = load
             log(f"{name}: {results[-1].measured} ({results[-1].seconds:.0f} s)")
     total = time.monotonic() - started
