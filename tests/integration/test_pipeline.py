@@ -10,9 +10,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from langgraph.types import Command
 
 from connectors.registry import make_sink
+from replicator.embedded.demo_app import build_graph, run_conversation
 from replicator.state import PostgresStateStore, applier_positions
+from replicator.target_saver import target_saver
 from tests.integration.harness import (  # noqa: F401 - App, compare, assert_equal re-exported
     App,
     DaemonProcess,
@@ -66,6 +69,20 @@ def test_live_graph_replicates_exactly(app: App, config_path: Path, daemon: Daem
 
     assert daemon.terminate() == 0  # SIGTERM: clean stop
     assert '"daemon stopped"' in daemon.output()
+
+    # The move: DynamoDBSaver counts channel versions in ints and cannot continue the source's
+    # strings; through target_saver the conversation left at its interrupt goes on.
+    versions = pending.checkpoint["channel_versions"]
+    with pytest.raises(NotImplementedError):
+        target.get_next_version(versions["messages"], None)
+    with target_saver(config_path) as saver:
+        graph = build_graph(saver)
+        thread = {"configurable": {"thread_id": "live-1"}}
+        graph.invoke(Command(resume="yes-on-dynamodb"), thread)
+        assert "approved: yes-on-dynamodb" in graph.get_state(thread).values["messages"]
+        run_conversation(graph, "live-1", turns=2)  # more turns, interrupts included
+        assert not graph.get_state(thread).next
+        assert saver.get_tuple(thread).checkpoint["channel_versions"]["messages"] > versions["messages"]
 
 
 def test_replay_after_restart_changes_nothing_and_resumes(

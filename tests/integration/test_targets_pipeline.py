@@ -1,12 +1,12 @@
-"""PostgresSaver -> pgoutput -> Kafka -> every target kind (PostgresSaver, SqliteSaver,
-DynamoDBSaver on moto, and the plain-Redis saver on a real redis-server through the generic
-``kind = "saver"`` target), end to end, with the real daemon process: a real app writes during
-replication (snapshot, live stream, deletes, a large value, a kill -9 of the daemon), the target
-ends equal through both savers' own reads (``replicator verify``), then the graph resumes on the
-target through ``replicator.target_saver`` and keeps running, interrupts included.
+"""PostgresSaver -> pgoutput -> Kafka -> PostgresSaver, SqliteSaver and the plain-Redis saver on a
+real redis-server through the generic ``kind = "saver"`` target (DynamoDB: test_pipeline.py), end
+to end, with the real daemon process: a real app writes during replication (snapshot, live
+stream, deletes, a large value, a kill -9 of the daemon), the target ends equal through both
+savers' own reads (``replicator verify``), then the graph resumes on the target through
+``replicator.target_saver`` and keeps running, interrupts included.
 
 Channel versions: PostgresSaver, SqliteSaver (and InMemorySaver) use string versions
-``f"{n:032}.{rand:016}"``; DynamoDBSaver and the plain-Redis saver count in integers and cannot
+``f"{n:032}.{rand:016}"``; the plain-Redis saver (like DynamoDBSaver) counts in integers and cannot
 continue a string (``NotImplementedError``), which the test shows on their bare saver before
 resuming through ``target_saver``, whose ``get_next_version`` is the source saver's.
 """
@@ -24,7 +24,7 @@ import pytest
 from langgraph.types import Command
 
 from connectors.registry import make_sink
-from replicator.embedded import EmbeddedMoto, EmbeddedPostgres, create_dynamodb_table, create_s3_bucket
+from replicator.embedded import EmbeddedPostgres
 from replicator.embedded.demo_app import build_graph, run_conversation
 from replicator.state import PostgresStateStore, applier_positions
 from replicator.target_saver import target_saver
@@ -50,10 +50,7 @@ class Target:
     kind: str
     toml: str
     int_versions: bool = False  # the saver's own get_next_version cannot continue a str version
-    # Conversations written during replication. moto scans the whole table on every Query, so
-    # verifying a DynamoDB target takes minutes for what the others verify in seconds; the
-    # DynamoDB pipeline is exercised at length in test_pipeline.py and test_faults.py.
-    conversations: int = 40
+    conversations: int = 40  # written during replication
 
 
 def _section(kind: str, **settings: str) -> str:
@@ -61,19 +58,12 @@ def _section(kind: str, **settings: str) -> str:
     return f'[[targets]]\nname = "moved"\nkind = "{kind}"\n{lines}batch_events = 300\n'
 
 
-@pytest.fixture(params=["postgres", "sqlite", "dynamodb", "saver-redis"])
+# DynamoDB: tests/integration/test_pipeline.py (the same run, and the resume through target_saver).
+@pytest.fixture(params=["postgres", "sqlite", "saver-redis"])
 def target(
     request: pytest.FixtureRequest, pg: EmbeddedPostgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Target]:
-    if request.param == "dynamodb":
-        moto: EmbeddedMoto = request.getfixturevalue("moto")
-        table, bucket = f"t-{uuid.uuid4().hex[:12]}", f"b-{uuid.uuid4().hex[:12]}"
-        create_dynamodb_table(moto.endpoint_url, table)
-        create_s3_bucket(moto.endpoint_url, bucket)
-        settings = {"table": table, "region": "us-east-1", "endpoint_url": moto.endpoint_url}
-        section = _section("dynamodb", **settings, s3_bucket=bucket)
-        yield Target("dynamodb", section, int_versions=True, conversations=12)
-    elif request.param == "saver-redis":
+    if request.param == "saver-redis":
         redis_server = request.getfixturevalue("redis_server")
         # The factory reads where Redis is from the environment, as a user's factory would; the
         # daemon and the CLI inherit it.
