@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +29,10 @@ import structlog
 
 from connectors.langgraph.batch import DurableOps, WholeCheckpoint
 from connectors.langgraph.blobs import BlobStore
-from connectors.langgraph.forms import Blob, BlobRef, CheckpointRef, Form, WriteRef
+from connectors.langgraph.forms import CheckpointRef, Form, WriteRef
 from connectors.sinks import cosmos_layout as layout
 from connectors.sinks.layout import LayeredSink
+from connectors.sinks.state_blobs import StateBlobs
 from replicator.errors import ErrorKind, ReplicatorError, translated
 from replicator.state.base import StateStore
 
@@ -121,7 +122,7 @@ class CosmosLayout:
         self.database = database
         self.container_name = container
         self._key = key
-        self._state = state
+        self.blobs = StateBlobs(name, state, f"target {name!r} (Cosmos DB)")
         self._container = container_client  # a ContainerProxy-shaped object (tests)
         self._client_options = client_options or {}  # extra CosmosClient keywords (transport, retries)
         self._client: Any = None
@@ -162,14 +163,6 @@ class CosmosLayout:
                     self._container = database.get_container_client(self.container_name)
             return self._container
 
-    def _state_store(self) -> StateStore:
-        if self._state is None:
-            raise ReplicatorError(
-                ErrorKind.INTERNAL,
-                f"target {self.name!r} (Cosmos DB) was built without the state store, where its blobs live",
-            )
-        return self._state
-
     # ------------------------------------------------------------------ Layout
 
     def check(self) -> None:
@@ -186,10 +179,7 @@ class CosmosLayout:
             )
 
     def blob_store(self) -> BlobStore:
-        return self
-
-    def get_many(self, refs: Sequence[BlobRef]) -> dict[BlobRef, Blob]:
-        return self._state_store().blob_get_many(self.name, refs)
+        return self.blobs
 
     def _read_or_none(self, item_id: str, partition_key: str, what: str) -> dict[str, Any] | None:
         from azure.cosmos.exceptions import CosmosResourceNotFoundError
@@ -223,12 +213,7 @@ class CosmosLayout:
     def write(self, ops: DurableOps) -> None:
         planned = layout.plan(ops, self._serde.dumps_typed, self.name)
         container = self.container()
-        self._state_store().blob_apply(
-            self.name,
-            put=[(ref, blob) for ref, blob in ops.blobs.items() if blob is not None],
-            delete=[ref for ref, blob in ops.blobs.items() if blob is None],
-            delete_threads=ops.deleted_threads,
-        )
+        self.blobs.apply(ops)
         for t in planned.deleted_threads:
             self._delete_thread(t)
         for item_id, partition_key in planned.deletes:

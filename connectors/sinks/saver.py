@@ -36,7 +36,7 @@ import importlib
 import os
 import sys
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from contextlib import AbstractContextManager, ExitStack
 from typing import Any
 
@@ -52,8 +52,9 @@ from langgraph.checkpoint.base import (
 
 from connectors.langgraph.batch import DurableOps, WholeCheckpoint, Write
 from connectors.langgraph.blobs import BlobStore
-from connectors.langgraph.forms import Blob, BlobRef, CheckpointRef, Form, WriteRef
+from connectors.langgraph.forms import CheckpointRef, Form, WriteRef
 from connectors.sinks.layout import LayeredSink
+from connectors.sinks.state_blobs import StateBlobs
 from replicator.errors import ErrorKind, ReplicatorError, translated
 from replicator.state.base import StateStore
 
@@ -150,7 +151,7 @@ class SaverLayout:
     def __init__(self, name: str, factory: str, state: StateStore | None) -> None:
         self.name = name
         self.factory = factory
-        self._state = state
+        self.blobs = StateBlobs(name, state, f"target {name!r} (saver)")
         self._saver: BaseCheckpointSaver[Any] | None = None
         self._exit = ExitStack()
         self.deferred_deletes = 0
@@ -178,14 +179,6 @@ class SaverLayout:
     def _errors(self, what: str) -> AbstractContextManager[None]:
         return translated(Exception, lambda exc: saver_error(exc, self.name, what))
 
-    def _table(self) -> StateStore:
-        if self._state is None:
-            raise ReplicatorError(
-                ErrorKind.INTERNAL,
-                f"target {self.name!r} (saver) was built without the state store, where its blobs live",
-            )
-        return self._state
-
     # ------------------------------------------------------------------ Layout
 
     def check(self) -> None:
@@ -194,10 +187,7 @@ class SaverLayout:
             saver.get_tuple(_config("langgraph-replicator-check", "", None))
 
     def blob_store(self) -> BlobStore:
-        return self
-
-    def get_many(self, refs: Sequence[BlobRef]) -> dict[BlobRef, Blob]:
-        return self._table().blob_get_many(self.name, refs)
+        return self.blobs
 
     def stored_checkpoint(self, ref: CheckpointRef) -> WholeCheckpoint | None:
         t, ns, cid = ref
@@ -230,13 +220,8 @@ class SaverLayout:
         with self._errors(f"deleting {len(ops.deleted_threads)} threads"):
             for t in ops.deleted_threads:
                 saver.delete_thread(t)
-                self._table().delete(pending_deletes_name(self.name, t))
-        self._table().blob_apply(
-            self.name,
-            put=[(ref, blob) for ref, blob in ops.blobs.items() if blob is not None],
-            delete=[ref for ref, blob in ops.blobs.items() if blob is None],
-            delete_threads=ops.deleted_threads,
-        )
+                self.blobs.state().delete(pending_deletes_name(self.name, t))
+        self.blobs.apply(ops)
         self._remove(ops)
         with self._errors("putting checkpoints"):
             for (t, ns, cid), value in sorted(ops.checkpoints.items()):
@@ -267,14 +252,16 @@ class SaverLayout:
                 groups[(t, ns, cid, task)][idx] = write
         for (t, ns, cid, task), by_idx in sorted(groups.items()):
             config = _config(t, ns, cid)
-            for idx in sorted(i for i in by_idx if i < 0):
-                w = by_idx[idx]
-                saver.put_writes(config, [(w.channel, self._value(w))], task, w.task_path)
+            specials = [
+                (by_idx[i], (by_idx[i].channel, self._value(by_idx[i]))) for i in sorted(by_idx) if i < 0
+            ]
+            for w, special in specials:
+                saver.put_writes(config, [special], task, w.task_path)
             regular = sorted(i for i in by_idx if i >= 0)
             if not regular:
                 continue
             listed: list[tuple[str, Any]] = []
-            filler = next(((w.channel, self._value(w)) for i, w in sorted(by_idx.items()) if i < 0), None)
+            filler = specials[0][1] if specials else None
             for position in range(regular[-1] + 1):
                 if position in by_idx:
                     listed.append((by_idx[position].channel, self._value(by_idx[position])))
@@ -321,22 +308,17 @@ class SaverLayout:
         is left; until then the deleted checkpoints it still holds are remembered (see module
         doc)."""
         deleted: dict[str, set[tuple[str, str]]] = defaultdict(set)
-        touched: set[str] = set()
+        upserted: dict[str, set[tuple[str, str]]] = defaultdict(set)
         for (t, ns, cid), value in ops.checkpoints.items():
-            if value is None:
-                deleted[t].add((ns, cid))
-                touched.add(t)
-        touched.update(ref[0] for ref, write in ops.writes.items() if write is None)
+            (deleted if value is None else upserted)[t].add((ns, cid))
+        touched = set(deleted) | {ref[0] for ref, write in ops.writes.items() if write is None}
         for t in sorted(touched):
-            upserted = {
-                (ns, cid) for (t2, ns, cid), v in ops.checkpoints.items() if t2 == t and v is not None
-            }
-            self._remove_from_thread(t, deleted[t], upserted)
+            self._remove_from_thread(t, deleted[t], upserted[t])
 
     def _remove_from_thread(
         self, t: str, deleted: set[tuple[str, str]], upserted: set[tuple[str, str]]
     ) -> None:
-        saver, state = self.saver(), self._table()
+        saver, state = self.saver(), self.blobs.state()
         name = pending_deletes_name(self.name, t)
         pending = {(ns, cid) for ns, cid in (state.get(name) or {}).get("checkpoints", [])}
         with self._errors(f"reading thread {t!r} to delete from it"):

@@ -57,7 +57,7 @@ def test_a_factory_may_return_a_context_manager_which_close_exits() -> None:
 def test_apply_without_the_state_store_says_where_blobs_live() -> None:
     layout = SaverLayout("memory", "langgraph.checkpoint.memory:InMemorySaver", None)
     with pytest.raises(ReplicatorError) as raised:
-        layout.get_many([("t", "", "messages", "1")])
+        layout.blob_store().get_many([("t", "", "messages", "1")])
     assert raised.value.kind is ErrorKind.INTERNAL and "state store" in str(raised.value)
 
 
