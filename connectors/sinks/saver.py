@@ -14,7 +14,9 @@ context manager yielding one). The saver is the only way in, so:
   position): a task's regular writes are put in one call at their ``idx`` positions, each special
   write alone. A position the batch does not fill (a special write's, or a write put by an
   earlier batch) holds one of the task's own writes again, which changes nothing: savers keep a
-  regular write they hold and overwrite a special one with itself.
+  regular write they hold and overwrite a special one with itself. The earlier writes are read
+  back through ``get_tuple``, which finds nothing before the checkpoint itself is there: until
+  then such writes wait in the state store (``saver_stash.py``).
 - PostgresSaver's versioned blobs, which later checkpoints of a split-form source refer to, have
   no place in an arbitrary saver: they live in the replicator's state store, per target.
 - A saver's API deletes whole threads only. PostgresSaver's ``delete_thread`` reaches the log as
@@ -54,6 +56,7 @@ from connectors.langgraph.batch import DurableOps, WholeCheckpoint, Write
 from connectors.langgraph.blobs import BlobStore
 from connectors.langgraph.forms import CheckpointRef, Form, WriteRef
 from connectors.sinks.layout import LayeredSink
+from connectors.sinks.saver_stash import WriteStash, stash_name
 from connectors.sinks.state_blobs import StateBlobs
 from replicator.errors import ErrorKind, ReplicatorError, translated
 from replicator.state.base import StateStore
@@ -143,6 +146,14 @@ def numbered_writes(tup: CheckpointTuple) -> dict[tuple[str, int], tuple[str, An
     return out
 
 
+def _first_of_task(held: dict[tuple[str, int], tuple[str, Any]], task: str) -> tuple[str, Any] | None:
+    """A write of ``task`` the target already holds, to stand at a position before the batch's
+    first write: put again, it changes nothing (a regular write the saver holds is kept, a
+    special one is overwritten by itself)."""
+    own = sorted((idx, write) for (task_id, idx), write in held.items() if task_id == task)
+    return own[0][1] if own else None
+
+
 class SaverLayout:
     """A saver's store, reached only through the saver (whole form); blobs in the state store."""
 
@@ -156,6 +167,7 @@ class SaverLayout:
         self._exit = ExitStack()
         self.deferred_deletes = 0
         self.unplaced_writes = 0
+        self._stashes: dict[str, WriteStash] = {}
 
     # ------------------------------------------------------------------ the saver
 
@@ -202,33 +214,67 @@ class SaverLayout:
 
     def stored_write(self, ref: WriteRef) -> tuple[str, bytes] | None:
         t, ns, cid, task, idx = ref
-        found = self._task_writes(t, ns, cid).get((task, idx))
+        held = self._task_writes(t, ns, cid)
+        if held is None:
+            waiting = self._stash(t).get(ref)
+            return None if waiting is None else (waiting.type, waiting.data)
+        found = held.get((task, idx))
         if found is None:
             return None
         with self._errors("encoding a stored write"):
             return self.saver().serde.dumps_typed(found[1])
 
-    def _task_writes(self, t: str, ns: str, cid: str) -> dict[tuple[str, int], tuple[str, Any]]:
+    def _task_writes(self, t: str, ns: str, cid: str) -> dict[tuple[str, int], tuple[str, Any]] | None:
+        """The checkpoint's writes the target holds; None while the checkpoint is not there."""
         with self._errors(f"reading the writes of checkpoint {cid} of thread {t!r}"):
             tup = self.saver().get_tuple(_config(t, ns, cid))
         if tup is None or tup.config["configurable"].get("checkpoint_id") != cid:
-            return {}
+            return None
         return numbered_writes(tup)
+
+    def _stash(self, t: str) -> WriteStash:
+        if t not in self._stashes:
+            self._stashes[t] = WriteStash(self.blobs.state(), self.name, t)
+        return self._stashes[t]
 
     def write(self, ops: DurableOps) -> None:
         saver = self.saver()
+        self._stashes = {}
         with self._errors(f"deleting {len(ops.deleted_threads)} threads"):
             for t in ops.deleted_threads:
                 saver.delete_thread(t)
-                self.blobs.state().delete(pending_deletes_name(self.name, t))
+                self._forget(t)
         self.blobs.apply(ops)
         self._remove(ops)
+        put: set[CheckpointRef] = set()
         with self._errors("putting checkpoints"):
             for (t, ns, cid), value in sorted(ops.checkpoints.items()):
                 if isinstance(value, WholeCheckpoint):
                     self._put(t, ns, cid, value)
+                    put.add((t, ns, cid))
         with self._errors("putting pending writes"):
-            self._put_writes(ops.writes)
+            self._put_writes(self._with_waiting(ops.writes, put))
+        for stash in self._stashes.values():
+            stash.save()
+
+    def _forget(self, t: str) -> None:
+        """A deleted thread leaves nothing of it in the state store."""
+        state = self.blobs.state()
+        state.delete(pending_deletes_name(self.name, t))
+        state.delete(stash_name(self.name, t))
+        self._stashes.pop(t, None)
+
+    def _with_waiting(
+        self, writes: dict[WriteRef, Write | None], put: set[CheckpointRef]
+    ) -> dict[WriteRef, Write | None]:
+        """The batch's writes plus those that waited for a checkpoint this batch put (the
+        batch's own version of a write wins, a delete included)."""
+        merged = dict(writes)
+        for t in sorted({ref[0] for ref in put}):
+            waiting = self._stash(t).take((ns, cid) for tt, ns, cid in put if tt == t)
+            for ref, write in waiting.items():
+                merged.setdefault(ref, write)
+        return merged
 
     def _put(self, t: str, ns: str, cid: str, value: WholeCheckpoint) -> None:
         saver = self.saver()
@@ -267,7 +313,13 @@ class SaverLayout:
                     listed.append((by_idx[position].channel, self._value(by_idx[position])))
                     continue
                 if filler is None:
-                    filler = self._stored_filler(t, ns, cid, task)
+                    held = self._task_writes(t, ns, cid)
+                    if held is None:
+                        # The checkpoint has not arrived: the writes wait for it (saver_stash.py).
+                        self._stash(t).add({(t, ns, cid, task, i): by_idx[i] for i in regular})
+                        listed = []
+                        break
+                    filler = _first_of_task(held, task)
                 if filler is None:
                     # The saver numbers writes by position: one cannot land after a gap. The
                     # writes before the gap are put; the rest are counted and reported.
@@ -288,15 +340,6 @@ class SaverLayout:
                 listed.append(filler)
             if listed:
                 saver.put_writes(config, listed, task, by_idx[regular[0]].task_path)
-
-    def _stored_filler(self, t: str, ns: str, cid: str, task: str) -> tuple[str, Any] | None:
-        """A write of ``task`` the target already holds, to stand at a position before the
-        batch's first write: put again, it changes nothing (a regular write the saver holds is
-        kept, a special one is overwritten by itself)."""
-        held = sorted(
-            (idx, write) for (task_id, idx), write in self._task_writes(t, ns, cid).items() if task_id == task
-        )
-        return held[0][1] if held else None
 
     def _value(self, write: Write) -> Any:
         return self.saver().serde.loads_typed((write.type, write.data))
@@ -332,8 +375,7 @@ class SaverLayout:
         if not (held | upserted) - gone:
             with self._errors(f"deleting thread {t!r}"):
                 saver.delete_thread(t)  # also what the saver holds but cannot list (orphan writes)
-            if pending:
-                state.delete(name)
+            self._forget(t)
             return
         still = sorted(gone & held - upserted)
         if still == sorted(pending):

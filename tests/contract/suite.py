@@ -322,6 +322,26 @@ def writes_before_their_checkpoint(target: SinkTarget) -> None:
 
 
 @contract()
+def a_task_s_writes_cut_across_batches_before_their_checkpoint(target: SinkTarget) -> None:
+    """Postgres, and LangGraph's async durability, can deliver a checkpoint's writes before it,
+    and a batch can cut one task's writes anywhere: all of them are there, each at its idx,
+    once the checkpoint arrives, across a restart of the sink in between."""
+    t = "cut-writes"
+    conf, ckpt, new = hand_checkpoint(t, "", {"a": [1]})
+    values = [("a", [i]) for i in range(5)]
+    events = writes_events(saver_config(t, "", ckpt["id"]), values, "task-1")
+    store = target.new_store()
+    first = store.sink()
+    first.apply(events[:1])
+    first.apply(events[1:3])
+    second = store.sink()  # a restarted daemon: what waited for the checkpoint is not lost
+    second.apply(events[3:])
+    second.apply(put_events(conf, ckpt, {"step": 0}, new))
+    got = second.saver().get_tuple(saver_config(t))
+    assert got is not None and got.pending_writes == [("task-1", ch, v) for ch, v in values]
+
+
+@contract()
 def empty_channels_are_not_missing_blobs(target: SinkTarget) -> None:
     """Channels with a version but no value (consumed triggers, __start__) have no blob in PG."""
     recorder = Recorder()
