@@ -28,7 +28,8 @@ from langgraph.checkpoint.postgres import PostgresSaver
 from bench import data, profile
 from bench.env import CpuMeter, DaemonProcess, Sampler, Services, log, rss_mib, wait_caught_up
 from bench.report import Result, bar_chart, cores, fmt_rate, md_table
-from connectors.sources.postgres.snapshot import SnapshotCursor, read_snapshot
+from connectors.sources.postgres.snapshot import read_snapshot
+from connectors.sources.snapshot_progress import SnapshotCursor
 from replicator import codec
 from replicator.state import SOURCE_STATE, PostgresStateStore
 

@@ -33,7 +33,8 @@ from bench import data
 from bench.env import Services, log
 from bench.report import Result, fmt_rate, md_table
 from connectors.base import Sink
-from connectors.sources.postgres.snapshot import SnapshotCursor, read_snapshot
+from connectors.sources.postgres.snapshot import read_snapshot
+from connectors.sources.snapshot_progress import SnapshotCursor
 from replicator.events import DataChange
 from replicator.state import MemoryStateStore
 

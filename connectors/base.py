@@ -104,6 +104,23 @@ class Sink(SaverView, Protocol):
     def close(self) -> None: ...
 
 
+class ThreadSource(Protocol):
+    """A store read one whole thread at a time, for ``replicator copy`` (no log, no Kafka).
+
+    ``thread_events`` is one consistent read of the thread: a ``ThreadDeletion`` first (the
+    target's copy of the thread is replaced, never merged), then every checkpoint (with its
+    blobs, for a split-form store) and pending write, in the order a sink applies them.
+    """
+
+    def threads(self) -> list[str]:
+        """Every thread id the store holds, sorted."""
+        ...
+
+    def thread_events(self, thread_id: str) -> list[DataChange]: ...
+
+    def close(self) -> None: ...
+
+
 class Fence(Protocol):
     """What a switch may do while it holds a source's exclusive fence."""
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from replicator.errors import ErrorKind, ReplicatorError
 
 if TYPE_CHECKING:
-    from connectors.base import Sink, Source, Switchboard
+    from connectors.base import Sink, Source, Switchboard, ThreadSource
     from connectors.sinks.cosmos_config import CosmosTargetConfig
     from connectors.sinks.dynamodb_config import DynamoDBTargetConfig
     from connectors.sinks.postgres_config import PostgresTargetConfig
@@ -23,7 +23,11 @@ if TYPE_CHECKING:
     from replicator.config import SourceConfig, TargetConfig
     from replicator.state import StateStore
 
-SOURCES: dict[str, str] = {"postgres": "connectors.sources.postgres.source:PostgresSource"}
+SOURCES: dict[str, str] = {
+    "postgres": "connectors.sources.postgres.source:PostgresSource",
+    "memory": "connectors.sources.memory.source:MemorySource",
+    "sqlite": "connectors.sources.sqlite.source:SqliteSource",
+}
 
 
 def _dynamodb(config: DynamoDBTargetConfig) -> Sink:
@@ -85,8 +89,36 @@ SINKS: dict[str, Callable[[Any, StateStore | None], Sink]] = {
 }
 
 
+# Sources read one thread at a time by ``replicator copy`` (``connectors.base.ThreadSource``).
+THREAD_SOURCES: dict[str, str] = {
+    "postgres": "connectors.sources.postgres.threads:PostgresThreads",
+    "saver": "connectors.sources.saver.threads:SaverThreads",
+    "sqlite": "connectors.sources.sqlite.threads:SqliteThreads",
+}
+# Sources with no change log: copied once, never streamed.
+COPY_ONLY = {"saver": "a saver read through its own API has no change log to stream"}
+
+
+def make_thread_source(config: SourceConfig) -> ThreadSource:
+    if config.kind not in THREAD_SOURCES:
+        raise ReplicatorError(
+            ErrorKind.CONFIG,
+            f"source.kind {config.kind!r} cannot be copied by `replicator copy`; "
+            f"one of: {', '.join(THREAD_SOURCES)}",
+        )
+    module, name = THREAD_SOURCES[config.kind].split(":")
+    source: ThreadSource = getattr(import_module(module), name)(config)
+    return source
+
+
 def source_class(kind: str) -> Any:
     """The class of a source kind (its static ``format_position`` needs no connection)."""
+    if kind in COPY_ONLY:
+        raise ReplicatorError(
+            ErrorKind.CONFIG,
+            f"source.kind {kind!r}: {COPY_ONLY[kind]}: `replicator copy --config FILE` copies it "
+            "to every target once (stop the app's writes first); `replicator run` cannot stream it",
+        )
     if kind not in SOURCES:
         raise ReplicatorError(
             ErrorKind.CONFIG, f"source.kind {kind!r} is not supported; one of: {', '.join(SOURCES)}"
@@ -98,6 +130,10 @@ def source_class(kind: str) -> Any:
 def next_version(config: SourceConfig) -> Callable[[Any, None], Any]:
     """The source saver's ``get_next_version``, without connecting: a thread copied elsewhere keeps
     the kind of versions it began with (``replicator.target_saver``)."""
+    if config.kind == "saver":  # only the saver itself knows: build it (factories connect lazily)
+        from connectors.sources.saver.threads import saver_next_version
+
+        return saver_next_version(config)
     version: Callable[[Any, None], Any] = source_class(config.kind).next_version
     return version
 
@@ -127,6 +163,14 @@ def position_format(config: SourceConfig) -> Callable[[int], str]:
     """How the configured source writes its positions for people, without connecting to it."""
     formatter: Callable[[int], str] = source_class(config.kind).format_position
     return formatter
+
+
+def captured_in_app(config: SourceConfig) -> bool:
+    """Whether the app itself publishes this source's changes (``kind = "memory"``): the daemon
+    then runs no publisher, and the head is the topic's end (``replicator.memory_status``)."""
+    if config.kind not in SOURCES:
+        return False
+    return bool(getattr(source_class(config.kind), "captured_in_app", False))
 
 
 def make_sink(config: TargetConfig, state: StateStore | None = None) -> Sink:

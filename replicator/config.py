@@ -21,7 +21,10 @@ from connectors.sinks.dynamodb_config import DynamoDBTargetConfig
 from connectors.sinks.postgres_config import PostgresTargetConfig
 from connectors.sinks.saver_config import SaverTargetConfig
 from connectors.sinks.sqlite_config import SqliteTargetConfig
+from connectors.sources.memory.config import MemorySourceConfig
 from connectors.sources.postgres.config import PostgresSourceConfig
+from connectors.sources.saver.config import SaverSourceConfig
+from connectors.sources.sqlite.config import SqliteSourceConfig
 from replicator.errors import ErrorKind, ReplicatorError
 
 __all__ = [
@@ -29,11 +32,14 @@ __all__ = [
     "CosmosTargetConfig",
     "DynamoDBTargetConfig",
     "KafkaConfig",
+    "MemorySourceConfig",
     "PostgresSourceConfig",
     "PostgresStateConfig",
     "PostgresTargetConfig",
+    "SaverSourceConfig",
     "SaverTargetConfig",
     "SourceConfig",
+    "SqliteSourceConfig",
     "SqliteStateConfig",
     "SqliteTargetConfig",
     "StateConfig",
@@ -62,10 +68,15 @@ def _kind_of(default: str) -> Callable[[Any], str | None]:
 # One member per connector kind; a new connector adds its model here and its class in
 # connectors/registry.py.
 SourceConfig = Annotated[
-    Union[Annotated[PostgresSourceConfig, Tag("postgres")]],  # noqa: UP007
+    Union[  # noqa: UP007
+        Annotated[PostgresSourceConfig, Tag("postgres")],
+        Annotated[MemorySourceConfig, Tag("memory")],
+        Annotated[SaverSourceConfig, Tag("saver")],
+        Annotated[SqliteSourceConfig, Tag("sqlite")],
+    ],
     Discriminator(_kind_of("postgres")),
 ]
-SOURCE_KINDS = ("postgres",)
+SOURCE_KINDS = ("postgres", "saver", "memory", "sqlite")
 
 
 class KafkaConfig(_Strict):

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import structlog
 
 from connectors.base import Source, Switchboard
-from connectors.registry import make_sink, make_source
+from connectors.registry import captured_in_app, make_sink, make_source
 from replicator.applier import Applier
 from replicator.autocutover import AutoCutover
 from replicator.config import Config
@@ -131,14 +131,16 @@ class Daemon:
             server.start()
             self.http_port = server.port
             log.info("http endpoint listening", listen=self.config.http.listen, port=server.port)
-        threads = [
-            threading.Thread(
-                target=self._supervise,
-                name="publisher",
-                args=("publisher", lambda: self._publisher(state)),
-                daemon=True,
+        threads: list[threading.Thread] = []
+        if not captured_in_app(self.config.source):  # else the app publishes: appliers only
+            threads.append(
+                threading.Thread(
+                    target=self._supervise,
+                    name="publisher",
+                    args=("publisher", lambda: self._publisher(state)),
+                    daemon=True,
+                )
             )
-        ]
         for target in self.config.targets:
             threads.append(
                 threading.Thread(
@@ -170,7 +172,7 @@ class Daemon:
             source,
             self.config.kafka,
             state,
-            flush_interval_s=self.config.source.flush_interval_s,
+            flush_interval_s=getattr(self.config.source, "flush_interval_s", 0.05),
             applied_position=lambda partitions: applied_floor(state, self.config, partitions),
         )
         return publisher, source.close

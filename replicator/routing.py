@@ -69,6 +69,7 @@ from replicator.faults import fault_point
 from replicator.kafka import partition_of
 from replicator.migration import MigrationRecord
 from replicator.state import POSITION, StateStore, applier_positions, open_state_store
+from replicator.threaded_writes import ThreadedAsyncWrites
 
 T = TypeVar("T")
 _DRAIN_POLL_S = 0.002
@@ -86,7 +87,7 @@ def _routed(record: MigrationRecord, tup: CheckpointTuple) -> bool:
     return record.routes_to_target(_thread(tup.config) or "")
 
 
-class RoutingSaver(BaseCheckpointSaver[str]):
+class RoutingSaver(ThreadedAsyncWrites):
     """Sends each read and write to the store the migration record names (see module doc)."""
 
     def __init__(
@@ -290,20 +291,3 @@ class RoutingSaver(BaseCheckpointSaver[str]):
         )
         for item in items:
             yield item
-
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
-
-    async def aput_writes(
-        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
-    ) -> None:
-        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        await asyncio.to_thread(self.delete_thread, thread_id)

@@ -11,7 +11,9 @@ Works from persisted positions when no daemon runs; a running daemon passes its 
 (``Live``), which also knows which produced records were control records (heartbeats), so lag
 in events counts data events only. A target has caught up when, on every partition, it applied
 everything below the head the source had when the status was taken; heartbeats carry that
-promise onto idle partitions.
+promise onto idle partitions. A source captured in the app (``kind = "memory"``) has no
+position comparable across its app processes: its head is the topic's end offset per partition
+(``replicator.memory_status``), and caught up means every record in the topic then is applied.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.base import Source, Switchboard
-from connectors.registry import make_source, make_switchboard, position_format
+from connectors.registry import captured_in_app, make_source, make_switchboard, position_format
 from replicator.config import Config
 from replicator.errors import ErrorKind, ReplicatorError
 from replicator.lifecycle import SnapshotState
@@ -166,6 +168,13 @@ def collect(
     if live is not None:
         produced.update(live.produced)
     partitions = [int(p) for p in publisher.get("partitions") or sorted(produced)]
+    in_app = captured_in_app(config.source)
+    if in_app:  # the apps publish; the head is what the topic holds (replicator.memory_status)
+        from replicator.memory_status import topic_end
+
+        produced = topic_end(config.kafka)
+        partitions, snapshot = sorted(produced), SnapshotState.DONE
+        slot = {**slot, "log_end": {str(p): o for p, o in produced.items()}}
     controls = live.control_offsets if live is not None else {}
     targets: dict[str, Any] = {}
     caught_up = bool(partitions) and snapshot is SnapshotState.DONE
@@ -185,7 +194,15 @@ def collect(
                 "applied_position": _applied(positions, p),
             }
         applied = min((_applied(positions, p) for p in partitions), default=0)
-        behind = [p for p in partitions if _applied(positions, p) < head]
+        behind = [
+            p
+            for p in partitions
+            if (
+                int((positions.get(p) or {}).get("offset", 0)) < produced.get(p, 0)
+                if in_app  # offsets: positions of several app processes are not comparable
+                else _applied(positions, p) < head
+            )
+        ]
         oldest = min(
             (float(positions[p].get("commit_ts") or 0) for p in behind if p in positions), default=0.0
         )
@@ -255,7 +272,9 @@ def recheck_caught_up(report: dict[str, Any], head: int, exact_backlog: bool = F
     for target in report["targets"].values():
         partitions = target["partitions"].values()
         done = bool(partitions) and all(int(p["applied_position"]) >= head for p in partitions)
-        if exact_backlog and target["lag"]["events"] > 0:
+        # A source captured in the app (its head is the topic's end, "log_end") is judged by that.
+        in_app = "log_end" in (report["source"].get("slot") or {})
+        if (exact_backlog or in_app) and target["lag"]["events"] > 0:
             done = False
         target["caught_up"] = done
         all_caught_up = all_caught_up and done

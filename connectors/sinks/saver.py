@@ -34,9 +34,6 @@ for every saver that honours the ``BaseCheckpointSaver`` contract.
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
 from collections import defaultdict
 from collections.abc import Iterable
 from contextlib import AbstractContextManager, ExitStack
@@ -49,12 +46,13 @@ from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
     BaseCheckpointSaver,
     CheckpointMetadata,
-    CheckpointTuple,
 )
 
 from connectors.langgraph.batch import DurableOps, WholeCheckpoint, Write
 from connectors.langgraph.blobs import BlobStore
 from connectors.langgraph.forms import CheckpointRef, Form, WriteRef
+from connectors.langgraph.tuples import numbered_writes
+from connectors.saver_factory import load_factory, open_saver
 from connectors.sinks.layout import LayeredSink
 from connectors.sinks.saver_stash import WriteStash, stash_name
 from connectors.sinks.state_blobs import StateBlobs
@@ -65,35 +63,6 @@ _log = structlog.get_logger(__name__)
 
 _IO_NAMES = ("Connection", "Timeout", "Unavailable", "Refused", "Reset", "Broken")
 _BUSY_WORDS = ("locked", "busy", "throttl", "too many requests")
-
-
-def load_factory(spec: str, target: str) -> Any:
-    """The callable ``package.module:callable`` names, or a CONFIG error naming the target.
-
-    The working directory is searched too (as ``python -m`` and uvicorn's ``module:app`` do), so
-    a factory in the app's own code is found when ``replicator`` runs from its checkout.
-    """
-    module_name, _, attr = spec.partition(":")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.append(os.getcwd())
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except Exception as exc:
-        raise ReplicatorError(
-            ErrorKind.CONFIG,
-            f"targets[{target}].factory {spec!r}: cannot import module {module_name!r}: "
-            f"{type(exc).__name__}: {exc} (is it installed, or on PYTHONPATH?)",
-        ) from None
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ReplicatorError(
-                ErrorKind.CONFIG,
-                f"targets[{target}].factory {spec!r}: module {module_name!r} has no {attr!r}",
-            )
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise ReplicatorError(ErrorKind.CONFIG, f"targets[{target}].factory {spec!r} is not callable")
-    return obj
 
 
 def saver_error(exc: BaseException, target: str, what: str) -> ReplicatorError:
@@ -130,22 +99,6 @@ def _idx_of(channel: str, position: int) -> int:
     return WRITES_IDX_MAP.get(channel, position)
 
 
-def numbered_writes(tup: CheckpointTuple) -> dict[tuple[str, int], tuple[str, Any]]:
-    """A tuple's pending writes by ``(task_id, idx)``: a special channel's idx from
-    ``WRITES_IDX_MAP``, a regular write's from its position among its task's regular writes
-    (savers return them in idx order)."""
-    out: dict[tuple[str, int], tuple[str, Any]] = {}
-    seen: dict[str, int] = defaultdict(int)
-    for task_id, channel, value in tup.pending_writes or ():
-        if channel in WRITES_IDX_MAP:
-            idx = WRITES_IDX_MAP[channel]
-        else:
-            idx = seen[task_id]
-            seen[task_id] += 1
-        out[(task_id, idx)] = (channel, value)
-    return out
-
-
 def _first_of_task(held: dict[tuple[str, int], tuple[str, Any]], task: str) -> tuple[str, Any] | None:
     """A write of ``task`` the target already holds, to stand at a position before the batch's
     first write: put again, it changes nothing (a regular write the saver holds is kept, a
@@ -173,18 +126,8 @@ class SaverLayout:
 
     def saver(self) -> BaseCheckpointSaver[str]:
         if self._saver is None:
-            built = load_factory(self.factory, self.name)
             with self._errors("calling the factory"):
-                made = built()
-                if not isinstance(made, BaseCheckpointSaver) and isinstance(made, AbstractContextManager):
-                    made = self._exit.enter_context(made)
-            if not isinstance(made, BaseCheckpointSaver):
-                raise ReplicatorError(
-                    ErrorKind.CONFIG,
-                    f"targets[{self.name}].factory {self.factory!r} returned {type(made).__name__}, "
-                    "not a LangGraph BaseCheckpointSaver",
-                )
-            self._saver = made
+                self._saver = open_saver(self.factory, f"targets[{self.name}]", self._exit)
         saver: BaseCheckpointSaver[str] = self._saver
         return saver
 

@@ -23,9 +23,13 @@ class SaverTargetConfig(TargetConfigBase):
     @field_validator("factory")
     @classmethod
     def _factory(cls, value: str) -> str:
-        if not _FACTORY.fullmatch(value):
-            raise ValueError(
-                "must be 'package.module:callable' (a module on the Python path, a colon, then the "
-                "name of a function returning a LangGraph checkpoint saver)"
-            )
-        return value
+        return check_factory_spec(value)
+
+
+def check_factory_spec(value: str) -> str:
+    if not _FACTORY.fullmatch(value):
+        raise ValueError(
+            "must be 'package.module:callable' (a module on the Python path, a colon, then the "
+            "name of a function returning a LangGraph checkpoint saver)"
+        )
+    return value

@@ -11,6 +11,7 @@ import sys
 import click
 
 from replicator.cli.common import EXIT_ERROR, EXIT_PROBLEM, fail
+from replicator.cli.copy import copy
 from replicator.cli.cutover import cutover, dual_write, finish, rollback
 from replicator.cli.demo import demo
 from replicator.cli.reset import reset
@@ -24,6 +25,7 @@ COMMANDS: tuple[click.Command, ...] = (
     check,
     status,
     verify,
+    copy,
     cutover,
     rollback,
     finish,

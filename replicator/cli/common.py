@@ -23,7 +23,9 @@ EXIT_ERROR = 2
 def load(path: str) -> Config:
     """The config at ``path``, its secrets registered so that no output ever shows them."""
     config = load_config(path)
-    register_dsn(config.source.dsn.get_secret_value())
+    source_dsn = getattr(config.source, "dsn", None)  # a file or an app-side source has none
+    if source_dsn is not None:
+        register_dsn(source_dsn.get_secret_value())
     state = config.state_store()
     if isinstance(state, PostgresStateConfig) and state.dsn is not None:
         register_dsn(state.dsn.get_secret_value())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -16,15 +17,18 @@ from replicator.redact import redact
 @click.option("--thread", "threads", multiple=True, help="Only these thread ids.")
 def verify(config_path: str, target_name: str | None, threads: tuple[str, ...]) -> None:
     """Compare every thread through both stores' own LangGraph savers; exit 1 on a difference."""
-    from connectors.registry import make_sink, make_source
+    from connectors.registry import COPY_ONLY, make_sink, make_source, make_thread_source
     from replicator.cutover import new_mark, record_verified
     from replicator.state import MemoryStateStore, open_state_store
     from replicator.verify import verify as run_verify
 
     config = load(config_path)
     targets = [config.target(target_name)] if target_name else config.targets
-    source = make_source(config.source, MemoryStateStore())
-    source.check()
+    if config.source.kind in COPY_ONLY:  # read through its saver only (after replicator copy)
+        source: Any = make_thread_source(config.source)
+    else:
+        source = make_source(config.source, MemoryStateStore())
+        source.check()
     failed = False
     try:
         for target in targets:

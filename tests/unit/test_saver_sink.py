@@ -28,7 +28,7 @@ def test_a_factory_that_cannot_be_loaded_is_a_config_error_naming_the_target(
     spec: str, fragment: str
 ) -> None:
     with pytest.raises(ReplicatorError) as raised:
-        load_factory(spec, "redis-prod")
+        load_factory(spec, "targets[redis-prod]")
     assert raised.value.kind is ErrorKind.CONFIG
     assert "targets[redis-prod].factory" in str(raised.value) and fragment in str(raised.value)
 

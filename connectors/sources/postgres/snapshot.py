@@ -12,47 +12,14 @@ change: a bounded overlap that converges, never a gap.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import IsolationLevel, sql
 
 from connectors.sources.postgres.rows import COLUMNS, PRIMARY_KEYS, TABLES, row_to_event
+from connectors.sources.snapshot_progress import SnapshotChunk, SnapshotCursor
 from replicator.events import DataChange, Op, SourceMeta
-
-
-@dataclass(frozen=True)
-class SnapshotCursor:
-    """Where a snapshot stands: the next table to read and the last key read from it."""
-
-    table_index: int
-    after: tuple[Any, ...] | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "table_index": self.table_index,
-            "after": list(self.after) if self.after is not None else None,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any] | None) -> SnapshotCursor:
-        if not data:
-            return cls(0, None)
-        after = data.get("after")
-        return cls(int(data.get("table_index", 0)), tuple(after) if after is not None else None)
-
-    @property
-    def done(self) -> bool:
-        return self.table_index >= len(TABLES)
-
-
-@dataclass(frozen=True)
-class SnapshotChunk:
-    events: list[DataChange]
-    cursor: SnapshotCursor  # position after this chunk
-    rows: int
-    bytes: int
 
 
 def count_rows(conn: psycopg.Connection[Any], schema: str) -> int:
@@ -97,7 +64,7 @@ def read_snapshot(
     cursor = start
     seq = 0
     try:
-        while not cursor.done:
+        while not cursor.finished(len(TABLES)):
             table = TABLES[cursor.table_index]
             pk = PRIMARY_KEYS[table]
             columns = COLUMNS[table]

@@ -36,8 +36,15 @@ from connectors.sources.postgres.setup import (
     slot_info,
     slot_status,
 )
-from connectors.sources.postgres.snapshot import SnapshotCursor, count_rows, read_snapshot
+from connectors.sources.postgres.snapshot import count_rows, read_snapshot
 from connectors.sources.postgres.stream import MARKER_PREFIX, ReplicationConnection
+from connectors.sources.snapshot_progress import (
+    SnapshotCursor,
+    SnapshotToken,
+    progress_doc,
+    save_snapshot,
+    saved_snapshot_state,
+)
 from replicator.config import PostgresSourceConfig
 from replicator.errors import ErrorKind, ReplicatorError
 from replicator.events import (
@@ -49,7 +56,7 @@ from replicator.events import (
     SourceMeta,
 )
 from replicator.faults import enter_phase, fault_point
-from replicator.lifecycle import SnapshotState, snapshot_transition
+from replicator.lifecycle import SnapshotState
 from replicator.state import SOURCE_STATE, StateStore
 
 log = structlog.get_logger("replicator.source.postgres")
@@ -87,12 +94,6 @@ class SlotLagWatch:
             return False
         self._warned_at = now
         return True
-
-
-class _SnapshotToken:
-    def __init__(self, cursor: SnapshotCursor, rows: int) -> None:
-        self.cursor = cursor
-        self.rows = rows
 
 
 class PostgresSource:
@@ -150,16 +151,14 @@ class PostgresSource:
     # -- the initial copy's lifecycle (persisted under ``source``) ----------------------------
 
     def snapshot_state(self) -> SnapshotState:
-        return SnapshotState.parse((self.state.get(SOURCE_STATE) or {}).get("snapshot"))
+        return saved_snapshot_state(self.state)
 
     def restart_snapshot(self) -> None:
         """Copy everything again from the first table, at the same position, on the next run."""
         self._save_snapshot(SnapshotState.RUNNING, {"cursor": None})
 
     def _save_snapshot(self, new: SnapshotState, fields: dict[str, Any]) -> None:
-        saved = self.state.get(SOURCE_STATE) or {}
-        snapshot_transition(SnapshotState.parse(saved.get("snapshot")), new)
-        self.state.put(SOURCE_STATE, {**saved, **fields, "snapshot": new.value})
+        save_snapshot(self.state, new, fields)
 
     def _side_conn(self) -> psycopg.Connection[Any]:
         if self._side is None or self._side.closed or self._side.broken:
@@ -227,13 +226,17 @@ class PostgresSource:
                 self.snapshot_rows += chunk.rows
                 self.snapshot_bytes += chunk.bytes
                 self._log_progress(started)
-                yield Committed(position=position, token=_SnapshotToken(chunk.cursor, self.snapshot_rows))
+                yield Committed(
+                    position=position,
+                    token=self._token(chunk.cursor),
+                )
                 fault_point("snapshot.between_chunks")
             elapsed = time.monotonic() - started
         log.info("initial copy finished", rows=self.snapshot_rows, seconds=round(elapsed, 3))
         yield Control(kind=ControlKind.SNAPSHOT_END, source=meta, info={"rows": self.snapshot_rows})
         yield Committed(
-            position=position, token=_SnapshotToken(SnapshotCursor(len(TABLES), None), self.snapshot_rows)
+            position=position,
+            token=self._token(SnapshotCursor(len(TABLES), None)),
         )
 
     def _log_progress(self, started: float, every_s: float = 5.0) -> None:
@@ -391,21 +394,21 @@ class PostgresSource:
             return None
         return row_to_event(table, Op.UPSERT, dict(zip(columns, found, strict=True)), meta)
 
+    def _token(self, cursor: SnapshotCursor) -> SnapshotToken:
+        return SnapshotToken(cursor, self.snapshot_rows, cursor.finished(len(TABLES)))
+
     def confirm(self, committed: Committed) -> None:
         token = committed.token
-        if isinstance(token, _SnapshotToken):
-            done = token.cursor.done
+        if isinstance(token, SnapshotToken):
             self._save_snapshot(
-                SnapshotState.DONE if done else SnapshotState.RUNNING,
-                {
-                    "cursor": None if done else token.cursor.to_json(),
-                    "position": committed.position,
-                    "rows": token.rows,
-                    "total": self.snapshot_total,
-                    "bytes": self.snapshot_bytes,
-                    "started_at": self.snapshot_started_at,
-                    "updated_at": time.time(),
-                },
+                SnapshotState.DONE if token.done else SnapshotState.RUNNING,
+                progress_doc(
+                    token,
+                    total=self.snapshot_total,
+                    size=self.snapshot_bytes,
+                    started_at=self.snapshot_started_at,
+                    position=committed.position,
+                ),
             )
             return
         if self._repl is not None and committed.position:

@@ -38,11 +38,11 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from connectors.sources.postgres.config import PostgresSourceConfig
-from connectors.sources.postgres.rows import COLUMNS, TABLES, row_to_event
 from connectors.sources.postgres.setup import connect
 from connectors.sources.postgres.stream import MARKER_PREFIX
+from connectors.sources.postgres.threads import list_threads, read_thread
 from replicator.errors import ErrorKind, ReplicatorError
-from replicator.events import DataChange, Op, SourceMeta, ThreadDeletion
+from replicator.events import DataChange
 from replicator.migration import MigrationRecord, Refused
 from replicator.state import STATE_SCHEMA
 
@@ -153,25 +153,11 @@ class PostgresSwitchboard:
             self.conn.execute(
                 "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (THREAD_LOCK_SPACE, thread_id)
             )
-            meta = SourceMeta(position=0, snapshot=True)
-            events: list[DataChange] = [ThreadDeletion(thread_id, meta)]
-            for table in TABLES:  # blobs before the checkpoints that use them
-                columns = COLUMNS[table]
-                query = sql.SQL("SELECT {} FROM {} WHERE thread_id = %s").format(
-                    sql.SQL(", ").join(sql.Identifier(c) for c in columns),
-                    sql.Identifier(self.config.schema_name, table),
-                )
-                for seq, row in enumerate(self.conn.execute(query, (thread_id,)).fetchall(), len(events)):
-                    table_meta = SourceMeta(position=0, seq=seq, table=table, snapshot=True)
-                    events.append(row_to_event(table, Op.UPSERT, row, table_meta))
+            events = read_thread(self.conn, self.config.schema_name, thread_id)
             yield record, events
 
     def threads(self) -> list[str]:
-        query = sql.SQL("SELECT thread_id FROM {} UNION SELECT thread_id FROM {} ORDER BY 1").format(
-            sql.Identifier(self.config.schema_name, "checkpoints"),
-            sql.Identifier(self.config.schema_name, "checkpoint_writes"),
-        )
-        return [row["thread_id"] for row in self.conn.execute(query).fetchall()]
+        return list_threads(self.conn, self.config.schema_name)
 
     @contextmanager
     def fence(self, timeout: float) -> Iterator[PostgresFence]:
