@@ -259,6 +259,26 @@ def collect(
     return report
 
 
+def judge_idle_source(report: dict[str, Any], source: Source) -> dict[str, Any]:
+    """With no pipeline carrying the head marker (the daemon stopped), a target is still caught
+    up when the source holds no change committed after what the target applied: asked of the
+    source itself when it can tell (``PostgresSource.unapplied_after``, a peek at the idle slot)."""
+    unapplied_after = getattr(source, "unapplied_after", None)
+    if report["caught_up"] or unapplied_after is None:
+        return report
+    if report["source"]["snapshot"]["state"] != SnapshotState.DONE or not report["targets"]:
+        return report
+    all_caught_up = True
+    for target in report["targets"].values():
+        applied = [int(p["applied_position"]) for p in target["partitions"].values()]
+        if not target["caught_up"] and applied and unapplied_after(min(applied)) is False:
+            target["caught_up"] = True
+            target["caught_up_by"] = "no daemon streams; the slot holds nothing newer than what was applied"
+        all_caught_up = all_caught_up and bool(target["caught_up"])
+    report["caught_up"] = all_caught_up
+    return report
+
+
 def recheck_caught_up(report: dict[str, Any], head: int, exact_backlog: bool = False) -> dict[str, Any]:
     """The same report, with ``caught_up`` judged against an earlier ``head``.
 

@@ -33,6 +33,12 @@ def _daemon_report(config: Config) -> dict[str, Any] | None:
     return report if "targets" in report else None
 
 
+def settle_s(config: Config) -> float:
+    """How long a status call may wait for the pipeline to carry its head marker through: two
+    heartbeats (the daemon's report refreshes once a second), at least two seconds."""
+    return max(2.0, 2 * float(getattr(config.source, "heartbeat_interval_s", 1.0)))
+
+
 @click.command()
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -50,22 +56,34 @@ def status(config_path: str, as_json: bool, wait_s: float, watch: bool, interval
     """
     from connectors.registry import make_source
     from replicator.state import open_state_store
-    from replicator.status import collect, migration_view, open_switchboard, recheck_caught_up, source_view
+    from replicator.status import (
+        collect,
+        judge_idle_source,
+        migration_view,
+        open_switchboard,
+        recheck_caught_up,
+        source_view,
+    )
 
     config = load(config_path)
     state = open_state_store(config, create=False)
     source = make_source(config.source, state)
     board = open_switchboard(config)
     try:
-        head, _ = source_view(source)
+        # The head is a marker the pipeline carries (``Source.head``): caught up means applied
+        # up to it, which a healthy pipeline shows within its end-to-end lag. So even a plain
+        # call waits that long (at most ``settle_s``) before it answers "not caught up".
+        heads = [source_view(source)[0]]
 
         def take() -> dict[str, Any]:
             live = _daemon_report(config)
+            if watch:  # judged against the previous refresh's head, as the daemon does
+                heads.append(source.head())
+            judged = heads[-2] if len(heads) > 1 else heads[0]
             if live is not None:
-                report = live if watch else recheck_caught_up(live, head)
+                report = recheck_caught_up(live, judged)
             else:
-                now_head, details = source_view(source)
-                report = collect(config, state, head if not watch else now_head, details)
+                report = collect(config, state, judged, source.describe())
             # Read now, not from the daemon's last round: a script decides the switch on it.
             report["migration"] = migration_view(board)
             return report
@@ -82,12 +100,13 @@ def status(config_path: str, as_json: bool, wait_s: float, watch: bool, interval
                     live_view.update(status_table(take()))
                     refreshes += 1
             return
-        deadline = time.monotonic() + wait_s
+        deadline = time.monotonic() + max(wait_s, settle_s(config))
         while True:
             report = take()
             if report["caught_up"] or time.monotonic() >= deadline:
                 break
-            time.sleep(0.2)
+            time.sleep(0.1)
+        report = judge_idle_source(report, source)
     finally:
         source.close()
         state.close()

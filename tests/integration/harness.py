@@ -246,8 +246,10 @@ def move_phase(config_path: Path, *phases: Any, target: str = "dynamo", **change
 class Talker:
     """Conversations in the background through one saver, paused around each comparison."""
 
-    def __init__(self, graph: Any, prefix: str = "bg") -> None:
-        self.graph, self.count, self.prefix = graph, 0, prefix
+    def __init__(self, graph: Any, prefix: str = "bg", limit: int | None = None) -> None:
+        # ``limit``: at most this many conversations, so that the comparisons (each thread read
+        # through both savers) cost the same however long the test's switches take.
+        self.graph, self.count, self.prefix, self.limit = graph, 0, prefix, limit
         self._go, self._idle, self._stop = threading.Event(), threading.Event(), threading.Event()
         self._go.set()
         self._thread = threading.Thread(target=self._run)
@@ -255,7 +257,7 @@ class Talker:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            if not self._go.is_set():
+            if not self._go.is_set() or (self.limit is not None and self.count >= self.limit):
                 self._idle.set()
                 self._go.wait(0.1)
                 continue

@@ -176,3 +176,46 @@ def test_copy_refuses_bad_input_and_a_switched_app(
     switched = cli("copy", "--config", str(config))
     assert switched.returncode == 2 and "cut_over" in switched.stderr
     assert not (tmp_path / "t.sqlite").exists()  # nothing was written
+
+
+def test_copy_from_a_sqlite_saver_file_installs_nothing_in_it(tmp_path: Path) -> None:
+    import sqlite3
+
+    from tests.savers import sqlite_saver
+
+    source_path = tmp_path / "app.sqlite"
+    source = sqlite_saver(str(source_path))
+    graph = build_graph(source)
+    for i in range(3):
+        run_conversation(graph, f"s-{i} ✓", turns=2, resume=i != 0, attachment_bytes=300_000 if i == 1 else 0)
+    config = tmp_path / "r.toml"
+    config.write_text(
+        f"""
+[source]
+kind = "sqlite"
+path = "{source_path}"
+
+[state]
+kind = "sqlite"
+path = "{tmp_path / "state.sqlite"}"
+
+[kafka]
+bootstrap_servers = "127.0.0.1:9"
+
+[[targets]]
+name = "file"
+kind = "sqlite"
+path = "{tmp_path / "t.sqlite"}"
+""",
+        encoding="utf-8",
+    )
+    first = _copy(config)
+    assert (first["file"]["copied"], first["file"]["failed"]) == (3, {})
+    out = _verify(config)
+    assert "file: 3 threads" in out and "0 differences" in out
+    assert _copy(config)["file"]["unchanged"] == 3
+    with sqlite3.connect(source_path) as conn:  # a copy installs no changelog or trigger
+        names = [
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'replicator%'")
+        ]
+    assert names == []

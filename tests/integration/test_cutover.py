@@ -290,7 +290,7 @@ def test_canary_10_then_50_rollback_of_the_canary_then_100(config_path: Path, da
             converse(f"canary-{i}")
         daemon.start()
         wait_caught_up(config, daemon)
-        talker = Talker(graph)
+        talker = Talker(graph, limit=12)
 
         def equal() -> None:
             written = talker.pause()

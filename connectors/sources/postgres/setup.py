@@ -137,6 +137,36 @@ def flush_lsn(conn: psycopg.Connection[Any]) -> int:
     return parse_lsn(row[0] if row else None) or 0
 
 
+def probe_lsn(conn: psycopg.Connection[Any], prefix: str) -> int:
+    """A head that a caught-up pipeline reaches: a marker message written now, whose position
+    every committed change before it precedes, and which the stream turns into a heartbeat on
+    every partition at once (``source._stream``). The flush position itself is no such head:
+    the replicator's own position writes and heartbeats move it on, so what was applied always
+    trails it by a heartbeat's worth of WAL, however idle the app. The empty transaction after
+    the marker makes Postgres flush the WAL holding it: decoding reads flushed WAL only."""
+    row = conn.execute("SELECT pg_logical_emit_message(false, %s, 'head')::text", (prefix,)).fetchone()
+    conn.execute("SELECT txid_current()")
+    return parse_lsn(row[0] if row else None) or flush_lsn(conn)
+
+
+def unapplied_after(conn: psycopg.Connection[Any], slot: str, publication: str, position: int) -> bool | None:
+    """Whether the slot still holds a transaction on the published tables that commits after
+    ``position``: decoded without consuming (a peek), so only while no daemon streams the slot
+    (None then, or when there is no slot). ``status`` asks this when no pipeline runs to carry
+    its head marker: an idle, applied source is caught up even with the daemon stopped."""
+    info = slot_info(conn, slot)
+    if info is None or info.active:
+        return None
+    row = conn.execute(
+        """SELECT count(*) FROM pg_logical_slot_peek_binary_changes(
+               %s, NULL, NULL, 'proto_version', '1', 'publication_names', %s)
+           WHERE get_byte(data, 0) = 66  -- 'B': a transaction's begin, with its commit LSN
+             AND ('x' || encode(substring(data from 2 for 8), 'hex'))::bit(64)::bigint > %s""",
+        (slot, publication, position),
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def slot_status(conn: psycopg.Connection[Any], slot: str, threshold: int) -> dict[str, Any]:
     """The slot as ``replicator status`` shows it: WAL it retains and how far it lags the head."""
     head = flush_lsn(conn)

@@ -31,10 +31,11 @@ from connectors.sources.postgres.setup import (
     connect,
     drop_slot,
     ensure_publication,
-    flush_lsn,
     format_lsn,
+    probe_lsn,
     slot_info,
     slot_status,
+    unapplied_after,
 )
 from connectors.sources.postgres.snapshot import count_rows, read_snapshot
 from connectors.sources.postgres.stream import MARKER_PREFIX, ReplicationConnection
@@ -124,8 +125,14 @@ class PostgresSource:
                 check_slot(info, conn.info.dbname)
 
     def head(self) -> int:
-        """The WAL flush position: everything Postgres has durably committed so far."""
-        return flush_lsn(self._side_conn())
+        """A position past everything Postgres committed so far, which the pipeline reaches once
+        it applied all of it (``setup.probe_lsn``)."""
+        return probe_lsn(self._side_conn(), MARKER_PREFIX)
+
+    def unapplied_after(self, position: int) -> bool | None:
+        """Whether the source holds a change committed after ``position`` that no pipeline
+        carried yet (None: cannot tell while a daemon streams; see ``setup.unapplied_after``)."""
+        return unapplied_after(self._side_conn(), self.config.slot, self.config.publication, position)
 
     @staticmethod
     def format_position(position: int) -> str:
