@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 # Checkpoints per list() call and side: bounds memory, not correctness. Not smaller: DynamoDBSaver
 # applies `before` as a FilterExpression, so each page re-reads the namespace's index items above it.
 _PAGE = 64
+_KEEP = 256  # a thread of at most this many checkpoints is read once, not twice (``_scan``)
 _REPR_MAX = 200
 
 
@@ -162,17 +163,28 @@ def _threads(source: SaverView, target: SaverView, thread_ids: Iterable[str] | N
             yield thread_id
 
 
-def _scan(saver: BaseCheckpointSaver[str], thread_id: str) -> tuple[set[str], int, int]:
+def _scan(
+    saver: BaseCheckpointSaver[str], thread_id: str
+) -> tuple[dict[str, list[CheckpointTuple]] | None, set[str], int, int]:
     """A thread's namespaces (``list()`` without checkpoint_ns returns every namespace), with its
-    checkpoint and pending-write counts for when the other side does not have the thread."""
+    checkpoint and pending-write counts for when the other side does not have the thread. A
+    thread of at most ``_KEEP`` checkpoints is kept, by namespace in listed order, so that it is
+    compared without a second read (on DynamoDB each listed checkpoint costs a query of its
+    writes); a longer one is compared page by page, in bounded memory."""
     config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
     namespaces: set[str] = set()
+    kept: dict[str, list[CheckpointTuple]] | None = {}
     checkpoints = writes = 0
     for tup in saver.list(config):
-        namespaces.add(tup.config["configurable"].get("checkpoint_ns", ""))
+        ns = tup.config["configurable"].get("checkpoint_ns", "")
+        namespaces.add(ns)
         checkpoints += 1
         writes += len(tup.pending_writes or ())
-    return namespaces, checkpoints, writes
+        if kept is not None:
+            kept.setdefault(ns, []).append(tup)
+            if checkpoints > _KEEP:
+                kept = None
+    return kept, namespaces, checkpoints, writes
 
 
 def _verify_thread(
@@ -182,15 +194,18 @@ def _verify_thread(
     report: VerifyReport,
     out: _Collector,
 ) -> None:
-    src_ns, src_checkpoints, src_writes = _scan(src, thread_id)
-    tgt_ns, _, _ = _scan(tgt, thread_id)
+    src_kept, src_ns, src_checkpoints, src_writes = _scan(src, thread_id)
+    tgt_kept, tgt_ns, _, _ = _scan(tgt, thread_id)
     if bool(src_ns) != bool(tgt_ns):
         report.checkpoints += src_checkpoints  # counts say what the source holds, whatever the target
         report.writes += src_writes
         out.add(thread_id, None, None, "thread", _presence(src_ns), _presence(tgt_ns))
         return
     for ns in sorted(src_ns | tgt_ns):
-        _verify_namespace(src, tgt, thread_id, ns, report, out)
+        listed = None
+        if src_kept is not None and tgt_kept is not None:
+            listed = (iter(src_kept.get(ns, [])), iter(tgt_kept.get(ns, [])))
+        _verify_namespace(src, tgt, thread_id, ns, report, out, listed=listed)
 
 
 def _presence(namespaces: set[str]) -> _Note:
@@ -226,10 +241,12 @@ def _verify_namespace(
     report: VerifyReport,
     out: _Collector,
     since: str | None = None,
+    listed: tuple[Iterator[CheckpointTuple], Iterator[CheckpointTuple]] | None = None,
 ) -> None:
     """Merge-join both sides' newest-first lists on checkpoint id (ids are uuid6: they sort by
-    time); with ``since``, only the checkpoints newer than it."""
-    src_it, tgt_it = _pages(src, thread_id, ns), _pages(tgt, thread_id, ns)
+    time); with ``since``, only the checkpoints newer than it. ``listed``: both sides already
+    read (``_scan``)."""
+    src_it, tgt_it = listed or (_pages(src, thread_id, ns), _pages(tgt, thread_id, ns))
     if since is not None:
         src_it = itertools.takewhile(lambda tup: _cid(tup) > since, src_it)
         tgt_it = itertools.takewhile(lambda tup: _cid(tup) > since, tgt_it)
