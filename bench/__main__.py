@@ -17,11 +17,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from bench import capture, copy, cutover, lag, memory, scaleout, targets
+from bench import capture, copy, copy_command, cutover, lag, memory, scaleout, targets
 from bench.env import log, services
 from bench.report import OUT, Result, write
 
-FIGURES = ("copy", "capture", "lag", "memory", "scaleout", "cutover", "targets")
+FIGURES = ("copy", "capture", "lag", "memory", "scaleout", "cutover", "targets", "copy-command")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -59,6 +59,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     g.add_argument(
         "--target-threads", type=int, default=60, help="real conversations applied to every target"
     )
+    g = ap.add_argument_group("8. replicator copy against a migration script")
+    g.add_argument("--copy-command-threads", type=int, default=60, help="real conversations copied")
     args = ap.parse_args(argv)
     if args.quick:
         args.threads, args.real_threads, args.baseline_threads = 300, 50, 10
@@ -68,6 +70,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         args.scaleout_events = 8_000
         args.switches = 5
         args.target_threads = 15
+        args.copy_command_threads = 15
     return args
 
 
@@ -122,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(cutover.run(s, co, args.out))
             elif name == "targets":
                 results.append(targets.run(s, targets.Params(threads=args.target_threads), args.out))
+            elif name == "copy-command":
+                cc = copy_command.Params(threads=args.copy_command_threads)
+                results.append(copy_command.run(s, cc, args.out))
             results[-1].data["load_before"] = load
             log(f"{name}: {results[-1].measured} ({results[-1].seconds:.0f} s)")
     total = time.monotonic() - started

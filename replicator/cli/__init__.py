@@ -38,6 +38,11 @@ COMMANDS: tuple[click.Command, ...] = (
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """Replicate LangGraph checkpoints from one store to another while the app keeps running."""
+    from replicator import logs
+
+    # Logs go to stderr, warnings and up, so that --json output stays one JSON object on stdout;
+    # `run` configures the daemon's own logging from the config.
+    logs.configure("console", "warning")
 
 
 for _command in COMMANDS:

@@ -219,3 +219,49 @@ path = "{tmp_path / "t.sqlite"}"
             row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'replicator%'")
         ]
     assert names == []
+
+
+def test_copy_postgres_to_a_bigger_postgres_and_any_saver(
+    app: App, pg_dsn: str, pg: Any, redis_server: Any, tmp_path: Path
+) -> None:
+    """The other target kinds that run here: PostgresSaver's tables in another database, and
+    the generic target over the plain-Redis saver (Cosmos DB: no server here, see README)."""
+    for i in range(3):
+        app.converse(f"p-{i} ✓", turns=2, resume=i != 0)
+    database = f"copy_{uuid.uuid4().hex[:10]}"
+    target_dsn = pg.create_database(database)
+    env = {REDIS_URL_ENV: redis_server.url, REDIS_PREFIX_ENV: f"cp{uuid.uuid4().hex[:8]}"}
+    config = tmp_path / "r.toml"
+    config.write_text(
+        f"""
+[source]
+kind = "postgres"
+dsn = "{pg_dsn}"
+
+[kafka]
+bootstrap_servers = "127.0.0.1:9"
+
+[[targets]]
+name = "bigger"
+kind = "postgres"
+dsn = "{target_dsn}"
+
+[[targets]]
+name = "redis"
+kind = "saver"
+factory = "tests.savers:redis_from_env"
+""",
+        encoding="utf-8",
+    )
+    try:
+        first = _copy(config, env=env)
+        assert {n: (r["copied"], r["failed"]) for n, r in first.items()} == {
+            "bigger": (3, {}),
+            "redis": (3, {}),
+        }
+        out = _verify(config, env=env)
+        assert "bigger: 3 threads" in out and "redis: 3 threads" in out and out.count("0 differences") == 2
+        again = _copy(config, env=env)
+        assert {n: r["unchanged"] for n, r in again.items()} == {"bigger": 3, "redis": 3}
+    finally:
+        pg.drop_database(database)
