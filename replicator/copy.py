@@ -48,9 +48,12 @@ COPYABLE_PHASES = frozenset({Phase.REPLICATING, Phase.ROLLED_BACK})
 _RETRIES = 6
 
 
+_DIGESTS = "copy:"
+
+
 def digest_name(target: str, thread_id: str) -> str:
     """The state document holding the digest of what was last copied of a thread to a target."""
-    return f"copy:{target}:{thread_id}"
+    return f"{_DIGESTS}{target}:{thread_id}"
 
 
 def thread_digest(events: list[DataChange]) -> str:
@@ -98,7 +101,6 @@ class _TargetCopy:
         self.parallel = workers if config.kind in PARALLEL_KINDS else 1
         self._sinks: queue.SimpleQueue[Sink] = queue.SimpleQueue()
         self._all_sinks: list[Sink] = []
-        self._made = 0
         self._lock = threading.Lock()
         self.chunk = _Chunk()
 
@@ -251,7 +253,7 @@ def _known_digests(state: StateStore) -> dict[str, str]:
     return {
         name: str(value.get("digest"))
         for name, value in state.all().items()
-        if name.startswith("copy:") and isinstance(value, dict)
+        if name.startswith(_DIGESTS) and isinstance(value, dict)
     }
 
 
@@ -270,7 +272,9 @@ def _run(
         if not chunk.threads:
             return
         futures = in_flight[target.config.name]
-        while len(futures) >= 2 * target.parallel:  # bounded memory: wait for the oldest
+        # At most ``parallel`` chunks of a target in flight: a one-writer target (a SQLite file, a
+        # saver's API) never gets a second sink writing beside the first; memory stays bounded.
+        while len(futures) >= target.parallel:
             futures.pop(0).result()
         futures.append(pool.submit(_apply_and_report, target, chunk, progress))
 

@@ -38,15 +38,6 @@ def numbered_writes(tup: CheckpointTuple) -> dict[tuple[str, int], tuple[str, An
     return out
 
 
-def _sorted_keys(value: Any) -> Any:
-    """Mappings with their keys sorted, all the way down: a saver may rebuild a checkpoint's
-    channel values in any order, and one thread read twice must give the same bytes (``replicator
-    copy`` tells an unchanged thread by them). Order carries no meaning in these mappings."""
-    if isinstance(value, dict):
-        return {k: _sorted_keys(value[k]) for k in sorted(value, key=str)}
-    return value
-
-
 def tuple_events(tup: CheckpointTuple, serde: SerializerProtocol, meta: SourceMeta) -> list[DataChange]:
     """The checkpoint whole (every channel value in it) and its pending writes.
 
@@ -56,7 +47,7 @@ def tuple_events(tup: CheckpointTuple, serde: SerializerProtocol, meta: SourceMe
     conf = tup.config["configurable"]
     t, ns, cid = str(conf["thread_id"]), str(conf.get("checkpoint_ns", "")), str(conf["checkpoint_id"])
     parent = (tup.parent_config or {}).get("configurable", {}).get("checkpoint_id")
-    type_, data = serde.dumps_typed(_sorted_keys(dict(tup.checkpoint)))
+    type_, data = serde.dumps_typed(tup.checkpoint)
     events: list[DataChange] = [
         CheckpointDocument(
             Op.UPSERT,
@@ -65,7 +56,7 @@ def tuple_events(tup: CheckpointTuple, serde: SerializerProtocol, meta: SourceMe
             parent_checkpoint_id=parent,
             type=type_,
             data=data,
-            metadata=_sorted_keys(dict(tup.metadata or {})),
+            metadata=dict(tup.metadata or {}),
         )
     ]
     for (task, idx), (channel, value) in sorted(numbered_writes(tup).items()):

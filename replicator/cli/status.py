@@ -62,7 +62,6 @@ def status(config_path: str, as_json: bool, wait_s: float, watch: bool, interval
         migration_view,
         open_switchboard,
         recheck_caught_up,
-        source_view,
     )
 
     config = load(config_path)
@@ -73,7 +72,7 @@ def status(config_path: str, as_json: bool, wait_s: float, watch: bool, interval
         # The head is a marker the pipeline carries (``Source.head``): caught up means applied
         # up to it, which a healthy pipeline shows within its end-to-end lag. So even a plain
         # call waits that long (at most ``settle_s``) before it answers "not caught up".
-        heads = [source_view(source)[0]]
+        heads = [source.head()]
 
         def take() -> dict[str, Any]:
             live = _daemon_report(config)

@@ -66,6 +66,32 @@ path = "{sqlite}"
     return path
 
 
+def _to_a_sqlite_file(tmp_path: Path, source: str) -> Path:
+    """A config copying the ``[source]`` given to the SQLite target ``file`` (positions and
+    digests in a SQLite state store: the source is not Postgres)."""
+    path = tmp_path / "r.toml"
+    path.write_text(
+        f"""
+[source]
+{source}
+
+[state]
+kind = "sqlite"
+path = "{tmp_path / "state.sqlite"}"
+
+[kafka]  # not used by copy
+bootstrap_servers = "127.0.0.1:9"
+
+[[targets]]
+name = "file"
+kind = "sqlite"
+path = "{tmp_path / "t.sqlite"}"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
 def test_copy_postgres_to_dynamodb_and_sqlite(
     app: App, pg_dsn: str, moto: Any, dynamo_table: str, s3_bucket: str, tmp_path: Path
 ) -> None:
@@ -117,27 +143,7 @@ def test_copy_from_any_saver_redis_to_sqlite(redis_server: Any, tmp_path: Path) 
         run_conversation(graph, f"r-{i} ✓", turns=2, resume=i != 0)
     source.delete_thread("r-3 ✓")
     env = {REDIS_URL_ENV: redis_server.url, REDIS_PREFIX_ENV: prefix}
-    config = tmp_path / "r.toml"
-    config.write_text(
-        f"""
-[source]
-kind = "saver"
-factory = "tests.savers:redis_from_env"
-
-[state]
-kind = "sqlite"
-path = "{tmp_path / "state.sqlite"}"
-
-[kafka]
-bootstrap_servers = "127.0.0.1:9"
-
-[[targets]]
-name = "file"
-kind = "sqlite"
-path = "{tmp_path / "t.sqlite"}"
-""",
-        encoding="utf-8",
-    )
+    config = _to_a_sqlite_file(tmp_path, 'kind = "saver"\nfactory = "tests.savers:redis_from_env"')
     first = _copy(config, env=env)
     assert (first["file"]["copied"], first["file"]["failed"]) == (3, {})
     assert "file: 3 threads" in _verify(config, env=env)
@@ -188,27 +194,7 @@ def test_copy_from_a_sqlite_saver_file_installs_nothing_in_it(tmp_path: Path) ->
     graph = build_graph(source)
     for i in range(3):
         run_conversation(graph, f"s-{i} ✓", turns=2, resume=i != 0, attachment_bytes=300_000 if i == 1 else 0)
-    config = tmp_path / "r.toml"
-    config.write_text(
-        f"""
-[source]
-kind = "sqlite"
-path = "{source_path}"
-
-[state]
-kind = "sqlite"
-path = "{tmp_path / "state.sqlite"}"
-
-[kafka]
-bootstrap_servers = "127.0.0.1:9"
-
-[[targets]]
-name = "file"
-kind = "sqlite"
-path = "{tmp_path / "t.sqlite"}"
-""",
-        encoding="utf-8",
-    )
+    config = _to_a_sqlite_file(tmp_path, f'kind = "sqlite"\npath = "{source_path}"')
     first = _copy(config)
     assert (first["file"]["copied"], first["file"]["failed"]) == (3, {})
     out = _verify(config)
