@@ -4,9 +4,10 @@ Writer processes run the real LangGraph app (``replicator.embedded.demo_app``) t
 ``RoutingSaver`` at a paced total rate, while the real daemon replicates. The bench then runs
 ``switches`` cutovers, each followed by a rollback (``run_cutover`` / ``run_rollback``, the
 functions behind the commands), a second apart, with the writers going on throughout. The
-pause of a switch is what the app's calls waited for: the fence (new writes wait) and, after
-its release, a thread's wait in RoutingSaver for its partition to apply up to the marker; the
-writers time both in the app, with every saver call. At the end the stores are
+pause of a switch is what it added to the app's calls: the fence (new writes wait) and, after
+its release, the routing decision of each call until every partition drained (a thread the
+target lacks stays on the source: no call waits for the pipeline); the writers time both in
+the app, with every saver call. At the end the stores are
 verified equal (through both official savers).
 """
 
@@ -26,7 +27,6 @@ from replicator.state import PostgresStateStore
 
 GOAL_P99_MS = 50.0
 VERIFY_SAMPLE = 10
-_WAITED_MS = 0.05  # a drain wait shorter than this found its partition applied: no wait
 
 
 @dataclass
@@ -41,7 +41,8 @@ class Params:
 def _writer(path: str, index: int, rate: float, turns: int, stop: Any, out: str) -> None:
     """One app instance talking through RoutingSaver, a turn at a time, ``turns`` turns per
     conversation (so conversations are mid-way at every switch). Times every saver call, and
-    every wait of the routing saver for a thread's partition to drain after a cutover."""
+    every routing decision for a thread on the target (``held``: kept on the source because
+    the target may lack its last changes; ``route``: sent to the target)."""
     from replicator.embedded.demo_app import build_graph, run_conversation
     from replicator.routing import RoutingSaver
 
@@ -60,7 +61,16 @@ def _writer(path: str, index: int, rate: float, turns: int, stop: Any, out: str)
     with RoutingSaver.from_config(path) as saver:
         for name in ("put", "put_writes", "get_tuple"):
             setattr(saver, name, timing("call", getattr(saver, name)))
-        saver._await_drain = timing("drain", saver._await_drain)  # type: ignore[method-assign]
+        decide = saver._held_on_source
+
+        def routed(record: Any, thread_id: str) -> bool:
+            wall, started = time.time(), time.monotonic()
+            held = decide(record, thread_id)
+            kind = "held" if held else "route"
+            lines.append(f"{kind},{wall:.6f},{(time.monotonic() - started) * 1000:.3f}")
+            return held
+
+        saver._held_on_source = routed  # type: ignore[method-assign]
         graph = build_graph(saver)
         interval = 8 / rate  # one conversation turn: 8 checkpoints
         # Turns arrive at random (Poisson), not on a beat: a beat of the switches' period would
@@ -168,7 +178,7 @@ def run(s: Services, p: Params, outdir: Path) -> Result:
         for kind, w, v in (line.split(",") for line in out.read_text().split() if line)
     ]
     calls = [(w, v) for kind, w, v in records if kind == "call"]
-    waits = [(w, v) for kind, w, v in records if kind == "drain" and v >= _WAITED_MS]
+    decisions = [(kind, w, v) for kind, w, v in records if kind in ("held", "route")]
     fences = [c["pause_ms"] for c in cutovers]
     drains = [c["drain_ms"] for c in cutovers]
     # What app calls waited for at each cutover, measured where they wait: a call in flight while
@@ -177,6 +187,8 @@ def run(s: Services, p: Params, outdir: Path) -> Result:
     # (timed inside the routing saver). Not counted: a call's own time on either store.
     seen: list[float] = []
     per_cutover: list[float] = []
+    held: list[int] = []  # per cutover: calls kept on the source instead of waiting
+    met_switch: list[int] = []
     for i, c in enumerate(cutovers):
         begin, released = c["released_at"] - c["pause_ms"] / 1000, c["released_at"]
         until = (
@@ -189,9 +201,15 @@ def run(s: Services, p: Params, outdir: Path) -> Result:
             for w, v in calls
             if w <= released and w + v / 1000 >= begin
         ]
-        drained = [v for w, v in waits if released <= w < until]
-        seen.extend(fenced + drained)
-        per_cutover.append(max(fenced + drained, default=0.0))
+        # Calls between the release and every partition drained: the routing decision is all
+        # the switch adds to them (a held thread's call goes to the source, it does not wait).
+        drained_at = min(until, released + c["drain_ms"] / 1000)
+        window = [(k, v) for k, w, v in decisions if released <= w < drained_at]
+        decided = [v for _, v in window]
+        held.append(sum(1 for k, _ in window if k == "held"))
+        met_switch.append(len(fenced) + len(window))
+        seen.extend(fenced + decided)
+        per_cutover.append(max(fenced + decided, default=0.0))
     pauses = seen
     head = {
         "p50": pct(pauses, 50),
@@ -205,10 +223,19 @@ def run(s: Services, p: Params, outdir: Path) -> Result:
         return [label, *(f"{v:.1f}" for v in stats), n or str(len(values))]
 
     rows = [
-        row("**pause at cutover**: each app call that waited for a switch (fence or its partition)", pauses),
+        row(
+            "**pause at cutover**: each app call that met a switch (in the fence, or routed before "
+            "every partition drained)",
+            pauses,
+        ),
         row("longest such wait per cutover", per_cutover),
         row("fence held (all writes wait)", fences),
-        row("every partition applied up to the marker, after release (a thread waits for its own)", drains),
+        row("every partition applied up to the marker, after release (no call waits for it)", drains),
+        row(
+            "routing decision of every call for a thread on the target, whole run",
+            [v for _, _, v in decisions],
+            f"{len(decisions):,}",
+        ),
         row("rollback pause", rollbacks),
         row(
             "every app call (get_tuple, put, put_writes), whole run, wait and store", every, f"{len(every):,}"
@@ -229,14 +256,16 @@ equal: {"yes" if report.ok else "no"}.
 
 {md_table(["ms", "p50", "p99", "max", "n"], rows)}
 
-The fence (every write waits) holds only the marker and the record's flip. After it, a thread's
-first call on the target waits until its own partition of the pipeline applied the source up to
-the marker. The headline is what app calls waited for, measured where they wait: a call in
-flight during the fence, its overlap with the fence; a thread's first call after the release,
-its wait inside `RoutingSaver` for its partition (calls that waited {_WAITED_MS} ms or more). A
-call's own time on the stores is not a pause of the switch, and on moto it is not small (the
-last row: moto answers the gate's verify reads meanwhile, and a target read or write right
-after the release meets that). Turns arrive at random (Poisson), so switches meet them at any
+The fence (every write waits) holds only the marker and the record's flip. After it no call
+waits for the pipeline: a thread whose partition has not applied the source up to the marker
+stays on the source, reads and writes, until the target holds all of it
+({sum(held)} calls of {sum(met_switch)} that met a switch were kept on the source this way). The
+headline is what the switch added to the app calls that met it: a call in flight during the
+fence, its overlap with the fence; a call between the release and every partition drained, its
+routing decision inside `RoutingSaver` (a lookup of the thread's hold and, while its partition
+is behind, of the applied positions). A call's own time on the stores is not a pause of the
+switch, and on moto it is not small (the last row: moto answers the gate's verify reads
+meanwhile). Turns arrive at random (Poisson), so switches meet them at any
 point. A rollback holds
 the fence for the flip only (the source already holds every write). Anchors: gh-ost's cut-over
 pauses writes for 1-2 s in its users' reports; Vitess
@@ -254,5 +283,5 @@ below {GOAL_P99_MS:.0f} ms.
         met=met,
         section=section,
         seconds=seconds,
-        data={"cutovers": cutovers, "rollbacks": rollbacks, "refused": refused, **head},
+        data={"cutovers": cutovers, "rollbacks": rollbacks, "refused": refused, "held": held, **head},
     )

@@ -168,6 +168,25 @@ class Switchboard(Protocol):
         """Every thread id the source holds."""
         ...
 
+    def held(self, thread_id: str, epoch: int) -> int | None:
+        """The source position a thread held on the source after a cutover waits for on the
+        target, or None when it is not held in ``epoch`` (see replicator/routing.py)."""
+        ...
+
+    def hold(self, thread_id: str, epoch: int) -> None:
+        """Inside ``app_write``: mark the thread held on the source (position set by ``held_at``)."""
+        ...
+
+    def held_at(self, thread_id: str, epoch: int) -> None:
+        """After the held write committed: record a source position at or past it."""
+        ...
+
+    def holds(self, epoch: int) -> dict[str, int]:
+        """Every thread held in ``epoch`` with its position."""
+        ...
+
+    def clear_holds(self, before_epoch: int) -> None: ...
+
     def fence(self, timeout: float) -> AbstractContextManager[Fence]:
         """Raises ``replicator.migration.Refused`` when in-flight writes outlast ``timeout``."""
         ...

@@ -19,10 +19,11 @@ Cutover, in order:
    stream as a marker the source turns into an immediate heartbeat.
 5. **Flip**: ``phase = cut_over`` is stored with the marker's position, and the fence is
    released. The pause (fence to release) is only the lock, the marker and the record.
-6. **Per-thread drain**: a routing-saver call for a thread on the target first waits until the
-   thread's own partition of the pipeline applied the source up to the marker (every change of
-   a thread travels its partition in order), so a write waits only for its partition's backlog,
-   and not at all once that partition is through. The command waits for every partition.
+6. **Per-thread hold**: no call waits for the pipeline. A thread on the target whose partition
+   of the pipeline has not applied the source up to the marker (every change of a thread
+   travels its partition in order) stays on the source, reads and writes, until the target
+   holds everything of it, its writes since included (replicator/routing.py). The command
+   waits for every partition, then for the writes of every thread held so far.
 7. **Check** exactly, through both stores' savers (the latest checkpoint and its pending
    writes, as a resuming graph reads them): every namespace with a checkpoint or write newer
    than the gate's start (checkpoint ids are uuid6: they sort by time, as far as the app hosts'
@@ -63,6 +64,7 @@ from connectors.base import Switchboard
 from replicator.config import Config, TargetConfig
 from replicator.errors import ErrorKind, ReplicatorError, classify
 from replicator.faults import fault_point
+from replicator.kafka import partition_of
 from replicator.migration import MigrationRecord, Phase, Refused, Store
 from replicator.state import StateStore, applier_positions, open_state_store
 
@@ -244,20 +246,51 @@ def _check_latest(
     return {(d.thread_id, d.checkpoint_ns or "") for d in report.differences}
 
 
-def _drain(state: StateStore, target: str, partitions: list[int], position: int, deadline: float) -> None:
+def _behind(state: StateStore, target: str, wanted: dict[int, int]) -> list[int]:
     from replicator.state import POSITION
 
-    while True:
-        positions = applier_positions(state, target)
-        behind = [p for p in partitions if int((positions.get(p) or {}).get(POSITION) or 0) < position]
-        if not behind:
-            return
+    positions = applier_positions(state, target)
+    return sorted(p for p, at in wanted.items() if int((positions.get(p) or {}).get(POSITION) or 0) < at)
+
+
+def _drain_to(state: StateStore, target: str, wanted: dict[int, int], deadline: float, what: str) -> None:
+    """Wait until each partition of ``wanted`` applied the source up to its position."""
+    while behind := _behind(state, target, wanted):
         if time.monotonic() > deadline:
             raise Refused(
-                f"timed out: target {target!r} did not apply up to the fence on partitions "
-                f"{', '.join(map(str, behind))}"
+                f"timed out: target {target!r} did not apply {what} "
+                f"on partitions {', '.join(map(str, behind))}"
             )
         time.sleep(_POLL_S)
+
+
+def _drain(state: StateStore, target: str, partitions: list[int], position: int, deadline: float) -> None:
+    _drain_to(state, target, dict.fromkeys(partitions, position), deadline, "up to the fence")
+
+
+def held_behind(board: Switchboard, state: StateStore, record: MigrationRecord) -> dict[str, int]:
+    """Threads held on the source after the last cutover whose writes the target has not all
+    applied yet (see replicator/routing.py), with the position each waits for."""
+    from replicator.state import POSITION
+
+    if not record.on_target or record.drain_position is None or not record.drain_partitions:
+        return {}
+    held = board.holds(record.epoch)
+    if not held:
+        return {}
+    positions = applier_positions(state, record.target or "")
+    applied = {p: int((positions.get(p) or {}).get(POSITION) or 0) for p in record.drain_partitions}
+    return {t: at for t, at in held.items() if applied[partition_of(t, record.drain_partitions)] < at}
+
+
+def _drain_holds(board: Switchboard, state: StateStore, record: MigrationRecord, deadline: float) -> None:
+    """Wait until the target applied every write made so far by threads held on the source."""
+    behind = held_behind(board, state, record)
+    wanted: dict[int, int] = {}
+    for thread, at in behind.items():
+        partition = partition_of(thread, record.drain_partitions)
+        wanted[partition] = max(wanted.get(partition, 0), at)
+    _drain_to(state, record.target or "", wanted, deadline, "the writes of threads held on the source")
 
 
 def commit_phase(board: Switchboard, to: Phase, note: str, timeout: float, **changes: Any) -> MigrationRecord:
@@ -404,6 +437,7 @@ def run_cutover(
             )
         committed = fence.record
         released = time.monotonic()
+        board.clear_holds(committed.epoch)  # the marker is past every write of an earlier hold
         result.released_at = time.time()
         # Released: each thread's first call waits only for its own partition to apply up to
         # the marker (RoutingSaver). Now wait for every partition, then check exactly what
@@ -411,6 +445,7 @@ def run_cutover(
         try:
             _drain(store, chosen.name, partitions, position or 0, released + timeout)
             result.drain_ms = (time.monotonic() - released) * 1000
+            _drain_holds(board, store, committed, released + timeout)
             recheck = suspects | board.changed(since)  # everything written since the gate began
             result.verified_threads = len({thread for thread, _ in recheck})
             differing = _settle(board, readers, recheck)
@@ -497,14 +532,38 @@ def run_rollback(
 
 
 def run_finish(config: Config, timeout: float = 30.0) -> MigrationRecord:
-    """Close the rollback window: no more shadow writes to the source (``finished``)."""
+    """Close the rollback window: no more shadow writes to the source (``finished``).
+
+    On the target, it first waits until the target applied every write of the threads held on
+    the source after the cutover (routing stops looking at holds once finished), and checks
+    that again under the fence, where no write can add one.
+    """
     from connectors.registry import make_switchboard
 
     board = make_switchboard(config.source)
+    state: StateStore | None = None
     try:
         record = board.record()
         if Phase.FINISHED not in _allowed(record):
             raise Refused(f"the migration is in phase {record.phase.value!r}: it cannot finish now")
-        return commit_phase(board, Phase.FINISHED, f"finished on the {record.store.value}", timeout)
+        note = f"finished on the {record.store.value}"
+        if record.drain_position is None or not record.on_target:
+            return commit_phase(board, Phase.FINISHED, note, timeout)
+        state = open_state_store(config, create=False)
+        deadline = time.monotonic() + timeout
+        while True:
+            _drain_holds(board, state, record, deadline)
+            with board.fence(max(0.001, deadline - time.monotonic())) as fence:
+                record = fence.record
+                if Phase.FINISHED not in _allowed(record):
+                    raise Refused(
+                        f"the migration moved to phase {record.phase.value!r}: it cannot finish now"
+                    )
+                if not held_behind(board, state, record):
+                    moved = record.moved(Phase.FINISHED, note=note)
+                    fence.commit(moved)
+                    return moved
     finally:
         board.close()
+        if state is not None:
+            state.close()

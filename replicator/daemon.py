@@ -200,7 +200,7 @@ class Daemon:
                     source = make_source(self.config.source, self._state())
                     board = open_switchboard(self.config)  # read only: the app and commands create it
                 head, details = source_view(source)
-                migration = migration_view(board)
+                migration = migration_view(board, self._state())
                 if self._metrics is not None:
                     self._metrics.observe_switches(migration.get("history") or [])
                 publisher = self._stage("publisher")

@@ -72,6 +72,11 @@ def status_table(report: dict[str, Any]) -> Table:
                 f" ({migration['target']}: {migration['threads_on_target']} threads)"
                 if migration["store"] == "target"
                 else ""
+            )
+            + (
+                f", {held} held on the source until applied"
+                if (held := migration.get("threads_held_on_source"))
+                else ""
             ),
         )
     return table

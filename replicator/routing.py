@@ -27,6 +27,15 @@ pipeline also carries the shadow rows of successful writes to the target again: 
 same rows, so re-applying them leaves the target as it was (a pending write upserted twice
 may briefly read its older value until the newer one follows in order).
 
+Right after a cutover the target may still lack a thread's last changes, on their way through
+the pipeline. Such a thread stays on the source, reads and writes, until its partition of the
+pipeline applied the source up to the fence's marker and up to the thread's own writes made on
+the source since (``Switchboard.hold``: a mark committed with the write, so every app process
+sees it; the pipeline, running while cut over, carries those writes to the target). So no call
+waits for the pipeline: a switch pauses writes for the fence only. The thread moves to the
+target at its first call after that; ``cutover`` and ``finish`` wait until every held thread
+moved. A ``list`` across threads (no thread id) does not look at holds.
+
 Dual write (``dual_writing``, for a source with no readable log) takes the same path for
 threads still on the source: the source first, committed, then the target; reads stay on the
 source. The write also holds its thread against ``replicator dual-write``'s back-fill, which
@@ -46,7 +55,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,12 +75,11 @@ from replicator.config import Config, load_config
 from replicator.errors import ErrorKind, ReplicatorError
 from replicator.faults import fault_point
 from replicator.kafka import partition_of
-from replicator.migration import MigrationRecord
+from replicator.migration import MigrationRecord, Phase
 from replicator.state import POSITION, StateStore, applier_positions, open_state_store
 from replicator.threaded_writes import ThreadedAsyncWrites
 
 T = TypeVar("T")
-_DRAIN_POLL_S = 0.002
 _Op = Callable[[BaseCheckpointSaver[str]], T]
 
 
@@ -96,13 +103,11 @@ class RoutingSaver(ThreadedAsyncWrites):
         targets: dict[str, Callable[[], BaseCheckpointSaver[str]]],
         default_target: str,
         state: Callable[[], StateStore] | None = None,
-        drain_timeout: float = 30.0,
     ) -> None:
         self._board = board
         self._open_state = state
         self._state: StateStore | None = None
-        self._drain_timeout = drain_timeout
-        self._drained: dict[tuple[str, int], int] = {}  # (target, partition) -> position applied
+        self._applied: dict[tuple[str, int], int] = {}  # (target, partition) -> position applied
         self._source = board.saver()
         super().__init__(serde=self._source.serde)
         self._target_factories = targets
@@ -165,50 +170,54 @@ class RoutingSaver(ThreadedAsyncWrites):
             self._targets[name] = self._target_factories[name]()
         return self._targets[name]
 
-    def _await_drain(self, record: MigrationRecord, thread_id: str) -> None:
-        """Hold a thread's first call after a cutover until its partition of the pipeline
-        applied the source up to the cutover's marker: only that thread's own in-flight
-        changes (its partition's backlog) are waited for, not the whole pipeline's."""
-        position, target = record.drain_position, record.target or self._default_target
-        if position is None or not record.drain_partitions:
-            return
+    def _held_on_source(self, record: MigrationRecord, thread_id: str) -> bool:
+        """A thread on the target stays on the source (reads and writes) while the target may
+        lack some of its changes: until its partition of the pipeline applied the source up to
+        the cutover's marker, and up to the thread's own writes made on the source since.
+
+        So no call waits for the pipeline after a switch (see module doc).
+        """
+        position = record.drain_position
+        if position is None or not record.drain_partitions or record.phase is Phase.FINISHED:
+            return False
+        held = self._board.held(thread_id, record.epoch)
+        if held is not None:
+            position = max(position, held)
+        target = record.target or self._default_target
         partition = partition_of(thread_id, record.drain_partitions)
-        if self._drained.get((target, partition), -1) >= position:
-            return
+        if self._applied.get((target, partition), -1) >= position:
+            return False
         if self._state is None:
             if self._open_state is None:
-                return
+                return False
             self._state = self._open_state()
-        deadline = time.monotonic() + self._drain_timeout
-        while True:
-            applied = int((applier_positions(self._state, target).get(partition) or {}).get(POSITION) or 0)
-            if applied >= position:
-                self._drained[(target, partition)] = applied
-                return
-            if time.monotonic() > deadline:
-                raise ReplicatorError(
-                    ErrorKind.TARGET_UNREACHABLE,
-                    f"thread {thread_id!r} is on target {target!r}, which has not applied the source up to "
-                    f"the cutover on partition {partition} after {self._drain_timeout:g}s: "
-                    "is `replicator run` running? (`replicator rollback` returns every app to the source)",
-                )
-            time.sleep(_DRAIN_POLL_S)
+        applied = int((applier_positions(self._state, target).get(partition) or {}).get(POSITION) or 0)
+        self._applied[(target, partition)] = applied
+        return applied < position
 
     def _write(self, thread_id: str | None, op: _Op[T]) -> T:
         with self._lock:
+            held_in: int | None = None
             with self._board.app_write() as record:
                 if thread_id is None:
                     return op(self._source)
                 if record.routes_to_target(thread_id):
-                    self._await_drain(record, thread_id)
-                    if record.shadow_to_source:
+                    if self._held_on_source(record, thread_id):
+                        self._board.hold(thread_id, record.epoch)
+                        result = op(self._source)  # the pipeline carries it to the target
+                        held_in = record.epoch
+                    elif record.shadow_to_source:
                         op(self._source)
                 elif record.copies_to_target(thread_id):
                     self._board.hold_thread(thread_id)  # a back-fill copies it before or after
                     op(self._source)
                 else:
                     return op(self._source)
-                target = self._target(record)
+                if held_in is None:
+                    target = self._target(record)
+            if held_in is not None:
+                self._board.held_at(thread_id, held_in)
+                return result
             fault_point("routing.between_stores")
             # The source copy is committed: now the target (see module doc for the order).
             return op(target)
@@ -216,9 +225,12 @@ class RoutingSaver(ThreadedAsyncWrites):
     def _read(self, thread_id: str | None, op: _Op[T]) -> T:
         with self._lock:
             record = self._board.record()
-            if thread_id is None or not record.routes_to_target(thread_id):
+            if (
+                thread_id is None
+                or not record.routes_to_target(thread_id)
+                or self._held_on_source(record, thread_id)
+            ):
                 return op(self._source)  # the source connection is used under the lock
-            self._await_drain(record, thread_id)
             target = self._target(record)
         return op(target)
 

@@ -62,12 +62,14 @@ def source_head(config: Config) -> tuple[int, dict[str, Any]]:
         source.close()
 
 
-def migration_view(board: Switchboard | None) -> dict[str, Any]:
+def migration_view(board: Switchboard | None, state: StateStore | None = None) -> dict[str, Any]:
     """The migration record for ``status``: phase, which threads are on which store, last pause.
 
     ``board`` is None for a source that cannot be cut over; a record not created yet (no
     routing saver or switch command has run) reads as the start: replicating, on the source.
+    With ``state``, also the threads still held on the source after the last cutover.
     """
+    from replicator.cutover import held_behind
     from replicator.migration import MigrationRecord
 
     if board is None:
@@ -98,6 +100,10 @@ def migration_view(board: Switchboard | None) -> dict[str, Any]:
         "percent_on_target": record.percent if record.on_target else 0,
         "named_threads_on_target": sorted(record.threads),
         "shadow_writes_to_source": record.shadow_to_source,
+        # Threads on the target kept on the source until the target holds all their writes.
+        "threads_held_on_source": (
+            len(held_behind(board, state, record)) if state is not None and recorded else None
+        ),
         "last_pause_ms": record.pause_ms,
         "switched_at": record.switched_at,
         "last_change": last,

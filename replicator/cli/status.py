@@ -84,7 +84,7 @@ def status(config_path: str, as_json: bool, wait_s: float, watch: bool, interval
             else:
                 report = collect(config, state, judged, source.describe())
             # Read now, not from the daemon's last round: a script decides the switch on it.
-            report["migration"] = migration_view(board)
+            report["migration"] = migration_view(board, state)
             return report
 
         if watch and not as_json:

@@ -22,6 +22,14 @@ Dual write (``replicator dual-write``) needs no log at all: the back-fill copies
 a time under an exclusive advisory lock on that thread (``thread_copy``), which every routing
 write of the thread takes shared (``hold_thread``), so a copy never sees half a write and
 never lands after a newer one.
+
+Held threads (``held_threads``): after a cutover, a thread whose partition of the pipeline has
+not applied the source up to the fence's marker stays on the source, reads and writes, until
+the target holds everything of it (see replicator/routing.py). Its write marks the thread
+held (position unknown) in the write's own transaction; right after the commit the position is
+set to the source's WAL insert position, which is past that commit. A mark whose position was
+never set (the app died in between) gets one from the next reader: any write that committed
+before the read is behind the position the reader takes.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from replicator.migration import MigrationRecord, Refused
 from replicator.state import STATE_SCHEMA
 
 TABLE = f"{STATE_SCHEMA}.migration"
+HELD = f"{STATE_SCHEMA}.held_threads"
 # First key of the two-key advisory locks that keep a back-fill's thread copy and that
 # thread's writes apart (the second key is hashtext(thread_id); a collision only waits).
 THREAD_LOCK_SPACE = 0x4C47_5250
@@ -64,6 +73,12 @@ def ensure_table(conn: psycopg.Connection[Any]) -> None:
     conn.execute(
         f"INSERT INTO {TABLE} (record) VALUES (%s::jsonb) ON CONFLICT (id) DO NOTHING",
         (json.dumps(MigrationRecord().as_dict()),),
+    )
+    conn.execute(
+        f"""CREATE TABLE IF NOT EXISTS {HELD} (
+            thread_id text PRIMARY KEY,
+            epoch bigint NOT NULL,
+            position bigint)"""
     )
 
 
@@ -159,6 +174,56 @@ class PostgresSwitchboard:
     def threads(self) -> list[str]:
         return list_threads(self.conn, self.config.schema_name)
 
+    def held(self, thread_id: str, epoch: int) -> int | None:
+        """The position a held thread waits for on the target (None: not held in ``epoch``)."""
+        row = self.conn.execute(
+            f"SELECT position FROM {HELD} WHERE thread_id = %s AND epoch = %s", (thread_id, epoch)
+        ).fetchone()
+        if row is None:
+            return None
+        if row["position"] is None:  # its writer died before setting it: take one past it
+            row = self.conn.execute(
+                f"UPDATE {HELD} SET position = COALESCE(position, pg_current_wal_insert_lsn() - '0/0')"
+                " WHERE thread_id = %s AND epoch = %s RETURNING position",
+                (thread_id, epoch),
+            ).fetchone()
+            if row is None:
+                return None
+        return int(row["position"])
+
+    def hold(self, thread_id: str, epoch: int) -> None:
+        """Inside ``app_write``: mark the thread held, position unknown until ``held_at``."""
+        self.conn.execute(
+            f"INSERT INTO {HELD} (thread_id, epoch, position) VALUES (%s, %s, NULL)"
+            " ON CONFLICT (thread_id) DO UPDATE SET epoch = EXCLUDED.epoch, position = NULL",
+            (thread_id, epoch),
+        )
+
+    def held_at(self, thread_id: str, epoch: int) -> None:
+        """After the held write committed: its position (the WAL insert position, past it).
+        Not waited to disk: lost in a crash, the next reader sets one (``held``)."""
+        with self.conn.transaction():
+            self.conn.execute("SET LOCAL synchronous_commit TO off")
+            self.conn.execute(
+                f"UPDATE {HELD} SET position = pg_current_wal_insert_lsn() - '0/0'"
+                " WHERE thread_id = %s AND epoch = %s AND position IS NULL",
+                (thread_id, epoch),
+            )
+
+    def holds(self, epoch: int) -> dict[str, int]:
+        """Every thread held in ``epoch`` and its position (unknown ones set, as ``held``)."""
+        self.conn.execute(
+            f"UPDATE {HELD} SET position = pg_current_wal_insert_lsn() - '0/0'"
+            " WHERE epoch = %s AND position IS NULL",
+            (epoch,),
+        )
+        rows = self.conn.execute(f"SELECT thread_id, position FROM {HELD} WHERE epoch = %s", (epoch,))
+        return {row["thread_id"]: int(row["position"]) for row in rows.fetchall()}
+
+    def clear_holds(self, before_epoch: int) -> None:
+        """Forget holds of earlier switches (the next cutover's marker is past them)."""
+        self.conn.execute(f"DELETE FROM {HELD} WHERE epoch < %s", (before_epoch,))
+
     @contextmanager
     def fence(self, timeout: float) -> Iterator[PostgresFence]:
         """The exclusive fence: waits for app writes in flight, makes new ones wait until exit.
@@ -204,7 +269,8 @@ class PostgresSwitchboard:
     def drop(self) -> list[str]:
         """Remove the migration record (``finish --drop``); what was removed, for people."""
         self.conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
-        return [f"table {TABLE}"]
+        self.conn.execute(f"DROP TABLE IF EXISTS {HELD}")
+        return [f"table {TABLE}", f"table {HELD}"]
 
     def close(self) -> None:
         self.conn.close()
