@@ -34,7 +34,7 @@ from connectors.base import Sink, ThreadSource
 from connectors.registry import make_sink, make_switchboard, make_thread_source
 from replicator.config import Config, TargetConfig
 from replicator.errors import ErrorKind, ReplicatorError, Retry, classify
-from replicator.events import DataChange
+from replicator.events import DataChange, ThreadDeletion
 from replicator.migration import Phase
 from replicator.state import StateStore
 
@@ -103,13 +103,24 @@ class _TargetCopy:
         self._all_sinks: list[Sink] = []
         self._lock = threading.Lock()
         self.chunk = _Chunk()
+        self.present: set[str] = set()
 
     def check(self) -> None:
+        """The target is reachable and set up; note which threads it holds (listed once)."""
         sink = self._take()
         try:
             sink.check()
+            self.present = set(sink.thread_ids())
         finally:
             self._sinks.put(sink)
+
+    def events_for(self, thread_id: str, events: list[DataChange]) -> list[DataChange]:
+        """A thread the target did not hold at the start needs no deletion first: one request
+        (a DynamoDB Query) less per thread. Whatever applies it meanwhile (the daemon) carries
+        source changes too, which the copy's consistent read of the thread includes or precedes."""
+        if thread_id not in self.present and events and isinstance(events[0], ThreadDeletion):
+            return events[1:]
+        return events
 
     def _take(self) -> Sink:
         try:
@@ -287,8 +298,9 @@ def _run(
             if known.get(digest_name(target.config.name, thread_id)) == digest:
                 target.report.unchanged += 1
                 continue
-            target.chunk.threads.append((thread_id, digest, events))
-            target.chunk.events += len(events)
+            mine = target.events_for(thread_id, events)
+            target.chunk.threads.append((thread_id, digest, mine))
+            target.chunk.events += len(mine)
             if target.chunk.events >= target.config.batch_events:
                 submit(target)
     for target in copies:
