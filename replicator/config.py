@@ -26,6 +26,7 @@ from connectors.sources.postgres.config import PostgresSourceConfig
 from connectors.sources.saver.config import SaverSourceConfig
 from connectors.sources.sqlite.config import SqliteSourceConfig
 from replicator.errors import ErrorKind, ReplicatorError
+from replicator.kafka_config import KafkaConfig
 
 __all__ = [
     "Config",
@@ -77,47 +78,6 @@ SourceConfig = Annotated[
     Discriminator(_kind_of("postgres")),
 ]
 SOURCE_KINDS = ("postgres", "saver", "memory", "sqlite")
-
-
-class KafkaConfig(_Strict):
-    bootstrap_servers: str
-    topic: str = "langgraph.checkpoints"
-    partitions: int = Field(8, ge=1, le=10_000)
-    replication_factor: int = Field(1, ge=1, le=16)
-    # Real Kafka refuses records over message.max.bytes (1 MiB by default): larger events are
-    # split below this and reassembled by the applier.
-    max_message_bytes: int = Field(1_000_000, ge=16_384, le=100 * 1024 * 1024)
-    client_id: str = "langgraph-replicator"
-    group_prefix: str = "langgraph-replicator"
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: str | None = None
-    session_timeout_ms: int = Field(10_000, ge=1000, le=300_000)
-    request_timeout_ms: int = Field(30_000, ge=1000, le=600_000)
-    bootstrap_timeout_ms: int = Field(15_000, ge=1000, le=600_000)
-    max_poll_records: int = Field(2000, ge=1, le=100_000)
-    compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
-
-    def client_options(self) -> dict[str, Any]:
-        """Connection options shared by producer, consumer and admin clients."""
-        options: dict[str, Any] = {
-            "bootstrap_servers": [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()],
-            "client_id": self.client_id,
-            "security_protocol": self.security_protocol,
-            "request_timeout_ms": self.request_timeout_ms,
-            "bootstrap_timeout_ms": self.bootstrap_timeout_ms,
-        }
-        if self.sasl_mechanism:
-            options["sasl_mechanism"] = self.sasl_mechanism
-            options["sasl_plain_username"] = self.sasl_username
-            options["sasl_plain_password"] = (
-                self.sasl_password.get_secret_value() if self.sasl_password else None
-            )
-        if self.ssl_cafile:
-            options["ssl_cafile"] = self.ssl_cafile
-        return options
 
 
 TargetConfig = Annotated[

@@ -6,16 +6,27 @@ Only the Kafka protocol is assumed. Where the embedded test broker deviates from
 - it auto-creates topics with 4 partitions on any metadata request, so the topic is created
   explicitly before any producer or consumer exists, and clients never auto-create;
 - its ListOffsets "latest" is wrong, so end offsets are taken from what the publisher
-  produced (acks) or a fetch's high watermark, never from ``end_offsets``.
+  produced (acks) or a fetch's high watermark, never from ``end_offsets``;
+- its DescribeConfigs drops the connection when the request names config keys (the broker logs
+  ``StringWithoutLength``) and reports every topic config as a default, so kafka-python's
+  default filter ("modified") returns nothing: a topic's configs are asked for unfiltered, with
+  ``config_filter="all"``. It reports only the configs the topic was created with; when the
+  answer has no ``cleanup.policy`` (a topic it auto-created), the compaction check is skipped
+  with a warning that says so, never passed silently.
+
+Production topic settings (docs/kafka.md): the data topic is never compacted (refused in config
+and checked on an existing topic), replication factor 3 with ``min.insync.replicas`` 2 (warned
+when a remote cluster's topic has fewer replicas), retention longer than the longest outage.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import structlog
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from replicator.config import KafkaConfig
@@ -39,14 +50,18 @@ def admin(config: KafkaConfig) -> KafkaAdminClient:
 
 
 def ensure_topic(config: KafkaConfig, topic: str | None = None, partitions: int | None = None) -> int:
-    """Create the topic (default: the data topic) when missing; return its partition count."""
+    """Create the topic (default: the data topic) when missing, with ``config.topic_config``;
+    check an existing one is not compacted; return its partition count."""
     topic = topic or config.topic
     wanted = partitions or config.partitions
     client = admin(config)
+    created = False
     try:
         try:
-            client.create_topics([NewTopic(topic, wanted, config.replication_factor)], timeout_ms=30_000)
-            log.info("topic created", topic=topic, partitions=wanted)
+            new = NewTopic(topic, wanted, config.replication_factor, topic_configs=dict(config.topic_config))
+            client.create_topics([new], timeout_ms=30_000)
+            created = True
+            log.info("topic created", topic=topic, partitions=wanted, configs=config.topic_config)
         except TopicAlreadyExistsError:
             pass
         except KafkaError as exc:
@@ -55,7 +70,10 @@ def ensure_topic(config: KafkaConfig, topic: str | None = None, partitions: int 
                     ErrorKind.BROKER_UNREACHABLE, f"cannot create topic {topic!r}: {exc}"
                 ) from None
         described = client.describe_topics([topic])
-        partitions = len(described[0].get("partitions") or []) if described else 0
+        partition_list = (described[0].get("partitions") or []) if described else []
+        partitions = len(partition_list)
+        if not created:
+            _check_existing_topic(client, config, topic)
     except OSError as exc:
         raise _unreachable(config, exc) from None
     finally:
@@ -69,7 +87,111 @@ def ensure_topic(config: KafkaConfig, topic: str | None = None, partitions: int 
             configured=wanted,
             actual=partitions,
         )
+    _check_replication(config, topic, partition_list)
     return partitions
+
+
+# Each production warning once per process and topic: ensure_topic runs for every stage.
+_warned: set[tuple[str, ...]] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_once(key: tuple[str, ...], event: str, **fields: Any) -> None:
+    with _warned_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    log.warning(event, **fields)
+
+
+def _is_local(bootstrap_servers: str) -> bool:
+    """Every bootstrap address is this machine (a development broker, where one replica is fine)."""
+    hosts = []
+    for server in bootstrap_servers.split(","):
+        server = server.strip()
+        if not server:
+            continue
+        host = server[1:].split("]")[0] if server.startswith("[") else server.rsplit(":", 1)[0]
+        hosts.append(host.lower())
+    return bool(hosts) and all(h in ("localhost", "::1") or h.startswith("127.") for h in hosts)
+
+
+def _check_replication(config: KafkaConfig, topic: str, partitions: list[dict[str, Any]]) -> None:
+    replicas = [len(p.get("replica_nodes") or p.get("replicas") or []) for p in partitions]
+    factor = min(replicas) if replicas else 0
+    if 0 < factor < 3 and not _is_local(config.bootstrap_servers):
+        _warn_once(
+            ("replication", config.bootstrap_servers, topic),
+            "topic has fewer than 3 replicas: losing one broker can lose or stop the replication stream",
+            topic=topic,
+            replication_factor=factor,
+            advice="replication_factor = 3 with topic_config min.insync.replicas = '2' (docs/kafka.md)",
+        )
+
+
+def topic_configs(client: Any, topic: str) -> dict[str, str] | None:
+    """The topic's configs as the broker reports them, ``None`` when it would not say.
+
+    Asked unfiltered (no key names) with ``config_filter="all"``: see the module docstring.
+    """
+    resource = ConfigResource(ConfigResourceType.TOPIC, topic)
+    try:
+        try:
+            described = client.describe_configs([resource], config_filter="all")
+        except TypeError:  # kafka-python 2.x: no config_filter, a list of responses
+            described = client.describe_configs([resource])
+    except (KafkaError, OSError) as exc:
+        _warn_once(
+            ("describe_configs", topic),
+            "cannot read the topic's configs (DescribeConfigs refused or failed); "
+            "its cleanup.policy is not checked",
+            topic=topic,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+        return None
+    if isinstance(described, dict):  # kafka-python 3: {"topic": {name: {key: {"value": ...}}}}
+        entries = (described.get("topic") or {}).get(topic) or {}
+        return {str(k): str(v.get("value")) for k, v in entries.items() if isinstance(v, dict)}
+    values: dict[str, str] = {}
+    for response in described or []:  # kafka-python 2.x DescribeConfigsResponse
+        for resource_entry in getattr(response, "resources", []):
+            if len(resource_entry) >= 5 and resource_entry[3] == topic:
+                for entry in resource_entry[4]:
+                    values[str(entry[0])] = str(entry[1])
+    return values
+
+
+def _check_existing_topic(client: Any, config: KafkaConfig, topic: str) -> None:
+    """Refuse a compacted topic; warn about a min.insync.replicas that weakens acks=all."""
+    values = topic_configs(client, topic)
+    if values is None:
+        return
+    policy = values.get("cleanup.policy")
+    if policy is None:
+        _warn_once(
+            ("cleanup.policy", config.bootstrap_servers, topic),
+            "the broker reported no cleanup.policy for the topic, so it cannot be checked that it is "
+            "not compacted (the embedded test broker, Tansu, reports only the configs a topic was "
+            "created with)",
+            topic=topic,
+        )
+    elif "compact" in policy.lower():
+        raise ReplicatorError(
+            ErrorKind.CONFIG,
+            f"topic {topic!r} has cleanup.policy={policy!r}: a compacted topic keeps only the latest "
+            "record of a key and drops a thread's earlier changes, and the appliers need every event. "
+            f"Set cleanup.policy=delete on it (kafka-configs --alter --entity-type topics --entity-name "
+            f"{topic} --add-config cleanup.policy=delete) or use another topic",
+        )
+    min_isr = values.get("min.insync.replicas")
+    weak = min_isr is not None and min_isr.strip().isdigit() and int(min_isr) < 2
+    if weak and not _is_local(config.bootstrap_servers):
+        _warn_once(
+            ("min.insync.replicas", config.bootstrap_servers, topic),
+            "topic has min.insync.replicas = 1: an acknowledged write (acks=all) may live on one broker only",
+            topic=topic,
+            advice="min.insync.replicas = 2 with replication factor 3 (docs/kafka.md)",
+        )
 
 
 def producer(config: KafkaConfig) -> KafkaProducer:
