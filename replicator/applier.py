@@ -8,6 +8,24 @@ is applied) is saved, one state row per partition so that several appliers of on
 the work: ``replicator status`` reads them, and the publisher confirms the slot only up to what
 every target applied, so a broker that loses its log can be refilled from the slot.
 
+Several apply processes in one group (``replicator run --role apply``), partitions moving between
+them on every rebalance (eager protocol: every member gives up its partitions, in its own poll,
+after its last batch was applied, committed and its positions saved, before anyone gets them):
+
+- a partition's position is written only by its owner, after Kafka accepted the offset commit
+  (the group coordinator refuses the commit of a member that lost the partition); a write the
+  store refuses because another member of the same topic moved that partition further (this
+  process stalled past its session and was replaced) keeps the stored, higher position;
+- a member taking a partition over reads its position, and the threads paused by dead letters,
+  from the state store in its own thread, before it applies a record of it (a failed read
+  restarts the stage, never applies with what it remembered);
+- what this process cached about threads of partitions that changed hands (the sink's blob
+  cache) is dropped: another member may have deleted or rewritten them meanwhile;
+- dead letters are kept per partition (one writer each), and the per-target summary that
+  ``status`` and the cutover gate read is rebuilt from them;
+- each process records itself (member id, host, partitions) in the state store every few
+  seconds (``member:<target>:<process>``), which ``status`` lists as the group's members.
+
 Poison events: a record that cannot be decoded, or an event the sink refuses for good, goes to
 the dead-letter topic ``<topic>.dlq`` with the reason, and its thread is paused: every later
 event of that thread goes to the dead-letter topic too (held in order, never applied out of
@@ -16,9 +34,12 @@ order), while other threads go on. Paused threads are persisted, so a restart ke
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -46,6 +67,66 @@ log = structlog.get_logger("replicator.applier")
 
 _LOG_CHECK_S = 2.0
 _DEADLETTER_KEEP = 100
+_MEMBER_PRUNE_S = 600.0  # member documents older than this are deleted by any live member
+
+
+def member_state_name(target: str, member: str) -> str:
+    """The state document one apply process keeps about itself in a target's consumer group."""
+    return f"member:{target}:{member}"
+
+
+def deadletter_partition_state_name(target: str, partition: int) -> str:
+    """Dead letters of one partition: written only by that partition's owner."""
+    return f"{deadletter_state_name(target)}:{partition}"
+
+
+def member_timing(session_timeout_ms: int) -> tuple[float, float]:
+    """(refresh, ttl) of member documents, in seconds: a member refreshes its document a few times
+    per session timeout, and one not refreshed for a session timeout plus two refreshes is gone
+    (the broker has evicted it by then too)."""
+    session = session_timeout_ms / 1000
+    refresh = min(5.0, max(1.0, session / 3))
+    return refresh, session + 2 * refresh
+
+
+def group_members(state: StateStore, target: str, now: float | None = None) -> list[dict[str, Any]]:
+    """The apply processes of one target's consumer group, as each last recorded itself.
+
+    Only members whose document is fresh (refreshed within its own ``ttl_s``) count: a process
+    killed without a goodbye drops out about when the broker evicts it. Clocks of the hosts are
+    compared, so they should be synchronised (NTP) to within a few seconds.
+    """
+    now = time.time() if now is None else now
+    prefix = member_state_name(target, "")
+    members = []
+    for name, doc in state.prefixed(prefix).items():
+        age = now - float(doc.get("updated_at") or 0)
+        if age > float(doc.get("ttl_s") or 30):
+            continue
+        members.append(
+            {
+                "member": name[len(prefix) :],
+                "member_id": doc.get("member_id", ""),
+                "client_id": doc.get("client_id", ""),
+                "host": doc.get("host", ""),
+                "pid": doc.get("pid"),
+                "partitions": list(doc.get("partitions") or []),
+                "generation": doc.get("generation", -1),
+                "state": doc.get("state", ""),
+                "seen_s_ago": round(max(0.0, age), 1),
+            }
+        )
+    return sorted(members, key=lambda m: (str(m["host"]), str(m["pid"]), str(m["member"])))
+
+
+def stored_paused_threads(state: StateStore, target: str) -> set[str]:
+    """Every thread a dead letter paused for ``target``, whichever member paused it."""
+    summary = deadletter_state_name(target)
+    paused: set[str] = set()
+    for name, doc in state.prefixed(summary).items():
+        if name == summary or name.startswith(summary + ":"):
+            paused.update(doc.get("paused_threads") or [])
+    return paused
 
 
 @dataclass
@@ -96,7 +177,9 @@ def applied_below(position: int, event: Control | DataChange) -> int:
 
 
 class _Rebalance(ConsumerRebalanceListener):
-    """Runs on kafka-python's IO thread: it must not call blocking consumer APIs."""
+    """Runs on kafka-python's IO thread (inside ``poll``): no I/O here, or heartbeats wait. It only
+    notes the new assignment; the applier's own thread takes it over (``_take_assignment``)
+    before it applies anything of it."""
 
     def __init__(self, applier: Applier) -> None:
         self.applier = applier
@@ -112,8 +195,7 @@ class _Rebalance(ConsumerRebalanceListener):
         # rebalance); pieces of a split event held in memory belong to the previous assignment.
         for tp in assigned:
             self.applier.reassemblers.pop(tp, None)
-        if assigned:
-            self.applier.refresh_positions([tp.partition for tp in assigned])
+        self.applier.assignment_changed(tp.partition for tp in assigned)
 
 
 class Applier:
@@ -139,22 +221,89 @@ class Applier:
         self.reassemblers: dict[TopicPartition, Reassembler] = {}
         self.stats = ApplierStats()
         dead = state.get(deadletter_state_name(sink.name)) or {}
-        self.paused: set[str] = set(dead.get("paused_threads") or [])
-        self.dead_letters: list[dict[str, Any]] = list(dead.get("recent") or [])
+        self.paused: set[str] = stored_paused_threads(state, sink.name)
         self.stats.dead_letters = int(dead.get("count", 0))
         for partition, saved in applier_positions(state, sink.name).items():
             self.stats.partitions[partition] = _position(saved)
         self._last_log_check = 0.0
+        # This process in the group: who it is, what it owns, when it last said so.
+        self.member = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.member_id = ""
+        self.generation = -1
+        self.group_state = "unjoined"
+        self.owned: set[int] = set()
+        self.joined = False  # took an assignment (maybe empty) at least once: readiness
+        self.started_at = time.time()
+        self.member_refresh_s, self.member_ttl_s = member_timing(config.session_timeout_ms)
+        self._assignment_lock = threading.Lock()
+        self._new_assignment: list[int] | None = None
+        self._member_wake = threading.Event()
 
-    def refresh_positions(self, partitions: list[int]) -> None:
+    def assignment_changed(self, partitions: Iterable[int]) -> None:
+        """The group gave this member ``partitions`` (called on the consumer's IO thread)."""
+        with self._assignment_lock:
+            self._new_assignment = sorted(partitions)
+
+    def _take_assignment(self) -> None:
+        """Take over a new assignment, in the applier's thread, before applying any of it.
+
+        Partitions this member did not own until now get their position and the paused threads
+        from the state store (their last owner saved both before it gave them up); a failed read
+        raises, so that nothing is applied with a stale view. The sink's blob cache is dropped
+        when partitions changed hands: while another member owned them, it may have deleted or
+        rewritten threads whose blobs this process still remembers.
+        """
+        if self.consumer is not None:
+            meta = self.consumer.group_metadata()
+            self.member_id = str(meta.member_id or "")
+            self.generation = int(meta.generation_id)
+            self.group_state = str(getattr(meta, "state", "") or "joined").strip("<>")  # kafka-python 3
+        with self._assignment_lock:
+            assigned, self._new_assignment = self._new_assignment, None
+        if assigned is None:
+            return
+        new = set(assigned)
+        gained = new - self.owned
+        if gained:
+            for partition in gained:  # the store says where a partition taken over stands
+                self.stats.partitions.pop(partition, None)
+            self.refresh_positions(sorted(gained), strict=True)
+            self.paused |= stored_paused_threads(self.state, self.sink.name)
+        if self.joined and new != self.owned:
+            self._forget_cached_blobs()
+        self.stats.partitions = {p: pos for p, pos in self.stats.partitions.items() if p in new}
+        if new != self.owned or not self.joined:
+            log.info(
+                "partitions assigned",
+                target=self.sink.name,
+                partitions=sorted(new),
+                gained=sorted(gained),
+                given_up=sorted(self.owned - new),
+                generation=self.generation,
+            )
+        self.owned = new
+        self.joined = True
+        self._member_wake.set()
+
+    def _forget_cached_blobs(self) -> None:
+        from connectors.langgraph.blobs import BlobCache
+
+        cache = getattr(self.sink, "cache", None)
+        if isinstance(cache, BlobCache) and len(cache):
+            self.sink.cache = BlobCache(cache.capacity)  # type: ignore[attr-defined]
+
+    def refresh_positions(self, partitions: list[int], *, strict: bool = False) -> None:
         """Take over what another applier of the group saved for partitions now assigned here.
 
         Positions only move forward in the store: a position remembered from before that
-        applier moved the partition on would be refused there.
+        applier moved the partition on would be refused there. ``strict``: a failed read raises
+        (the stage restarts) instead of keeping what this applier remembered.
         """
         try:
             saved = applier_positions(self.state, self.sink.name)
         except ReplicatorError as exc:
+            if strict:
+                raise
             log.warning("applied positions not refreshed after a rebalance", error=str(exc))
             return
         for partition in partitions:
@@ -173,17 +322,31 @@ class Applier:
         self.sink.check()
         kafka.ensure_topic(self.config)
         self.consumer = kafka.consumer(self.config, self.group_id, **self.consumer_overrides)
+        done = threading.Event()
+        beat = threading.Thread(
+            target=self._member_beat, args=(done,), name=f"member:{self.sink.name}", daemon=True
+        )
         try:
             self.consumer.subscribe([self.config.topic], listener=_Rebalance(self))
+            beat.start()
             while not stop.is_set():
                 try:
                     batch = self.consumer.poll(timeout_ms=200, max_records=self.batch_events)
                 except KafkaError as exc:
                     raise ReplicatorError(ErrorKind.BROKER_UNREACHABLE, f"cannot consume: {exc}") from None
+                self._take_assignment()
                 if batch:
                     self._apply(batch)
                 self._check_log_reset()
         finally:
+            done.set()
+            self._member_wake.set()
+            if beat.is_alive():
+                beat.join(timeout=10)
+            try:  # a clean goodbye; a killed process drops out of status after its ttl
+                self.state.delete(member_state_name(self.sink.name, self.member))
+            except Exception:
+                pass
             for client in (self.consumer, self._dlq_producer):
                 try:
                     if client is self.consumer:
@@ -194,6 +357,48 @@ class Applier:
                     pass
             self.consumer = None
             self._dlq_producer = None
+
+    # -- this process in the group ------------------------------------------------------------------
+
+    def member_doc(self) -> dict[str, Any]:
+        return {
+            "target": self.sink.name,
+            "group": self.group_id,
+            "topic": self.config.topic,
+            "member_id": self.member_id,
+            "generation": self.generation,
+            "state": self.group_state,
+            "client_id": self.config.client_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "partitions": sorted(self.owned),
+            "joined": self.joined,
+            "events": self.stats.events,
+            "started_at": self.started_at,
+            "updated_at": time.time(),
+            "ttl_s": self.member_ttl_s,
+        }
+
+    def _member_beat(self, done: threading.Event) -> None:
+        """Record this process in the state store every few seconds, and at once on a new
+        assignment, until the applier stops; delete documents of members long gone."""
+        pruned_at = 0.0
+        while not done.is_set():
+            self._member_wake.clear()
+            try:
+                self.state.put(member_state_name(self.sink.name, self.member), self.member_doc())
+                now = time.time()
+                if now - pruned_at > _MEMBER_PRUNE_S / 10:
+                    pruned_at = now
+                    prefix = member_state_name(self.sink.name, "")
+                    for name, doc in self.state.prefixed(prefix).items():
+                        if now - float(doc.get("updated_at") or 0) > max(
+                            _MEMBER_PRUNE_S, 10 * float(doc.get("ttl_s") or 0)
+                        ):
+                            self.state.delete(name)
+            except Exception as exc:  # the stage itself notices a state store that is gone
+                log.warning("could not record this applier in the state store", error=str(exc))
+            self._member_wake.wait(self.member_refresh_s)
 
     # -- one batch ------------------------------------------------------------------------------
 
@@ -245,11 +450,13 @@ class Applier:
         if poison:
             self._dead_letter(poison)
         fault_point("applier.after_apply")
+        generation = int(self.consumer.group_metadata().generation_id)
         try:
             self.consumer.commit(commits)
         except CommitFailedError as exc:
             # A rebalance took the partitions away: the next owner replays this batch, which the
-            # idempotent sink absorbs.
+            # idempotent sink absorbs. Nothing of it is recorded here: its positions are the new
+            # owner's to write.
             log.warning("offset commit failed after a rebalance; batch will be replayed", error=str(exc))
             return
         except KafkaError as exc:
@@ -261,11 +468,55 @@ class Applier:
         self.stats.last_batch_seconds = time.monotonic() - started
         if newest_commit_ts:
             self.stats.last_lag_seconds = max(0.0, time.time() - newest_commit_ts)
-        self.state.put_many(
-            {applier_partition_state_name(self.sink.name, p): asdict(pos) for p, pos in moved.items()}
-        )
+        self._save_positions(moved, generation)
         if self.on_batch is not None:
             self.on_batch(len(events), self.stats.last_batch_seconds, newest_commit_ts)
+
+    def _save_positions(self, moved: dict[int, PartitionPosition], generation: int) -> None:
+        """Save the positions of a committed batch: Kafka accepted the commit, so this member
+        owned these partitions in ``generation`` (the coordinator refuses a stale member's).
+
+        The store refuses a position that would move back. Between members of one group reading
+        one topic that means this process was replaced after its commit (it stalled past its
+        session) and the new owner already applied further: the stored position is the truer
+        one and stays. Any other refusal (this member's own position going back, or a position
+        saved for another topic: a second pipeline writing this state store) is still a bug.
+        """
+        docs = {
+            applier_partition_state_name(self.sink.name, p): {
+                **asdict(pos),
+                "member": self.member,
+                "generation": generation,
+                "topic": self.config.topic,
+            }
+            for p, pos in moved.items()
+        }
+        try:
+            self.state.put_many(docs)
+            return
+        except ReplicatorError as exc:
+            if exc.kind is not ErrorKind.INTERNAL:
+                raise
+            refused = exc
+        superseded: dict[int, dict[str, Any]] = {}
+        for partition in moved:
+            stored = self.state.get(applier_partition_state_name(self.sink.name, partition))
+            if _superseded(stored, docs[applier_partition_state_name(self.sink.name, partition)]):
+                assert stored is not None
+                superseded[partition] = stored
+        if not superseded:
+            raise refused
+        log.warning(
+            "another member of the group applied these partitions further since this one committed "
+            "(this process was replaced after a stall); keeping its positions",
+            target=self.sink.name,
+            partitions=sorted(superseded),
+            generation=generation,
+        )
+        for partition, stored in superseded.items():
+            del docs[applier_partition_state_name(self.sink.name, partition)]
+            self.stats.partitions[partition] = _position(stored)
+        self.state.put_many(docs)
 
     def _apply_isolating(self, events: list[DataChange], origins: list[tuple[int, int]]) -> list[_Poison]:
         """Apply the batch; if the sink refuses it for good, find the events it refuses.
@@ -350,6 +601,7 @@ class Applier:
                 raise ReplicatorError(
                     ErrorKind.BROKER_UNREACHABLE, f"cannot write a dead letter: {future.exception}"
                 )
+        by_partition: dict[int, list[_Poison]] = {}
         for item in poison:
             log.error(
                 "event sent to the dead-letter topic; its thread is paused",
@@ -360,24 +612,62 @@ class Applier:
                 reason=item.reason,
                 dlq=self.dlq_topic,
             )
-            self.dead_letters.append(
-                {
-                    "thread_id": item.thread_id,
-                    "partition": item.partition,
-                    "offset": item.offset,
-                    "reason": item.reason[:500],
-                    "at": time.time(),
-                }
-            )
+            by_partition.setdefault(item.partition, []).append(item)
         self.stats.dead_letters += len(poison)
-        self.dead_letters = self.dead_letters[-_DEADLETTER_KEEP:]
-        self.state.put(
-            deadletter_state_name(self.sink.name),
-            {
-                "count": self.stats.dead_letters,
-                "paused_threads": sorted(self.paused),
-                "recent": self.dead_letters,
+        # One document per partition, written by its owner alone: members of the group never
+        # overwrite each other's dead letters or paused threads.
+        docs = {}
+        for partition, items in by_partition.items():
+            name = deadletter_partition_state_name(self.sink.name, partition)
+            stored = self.state.get(name) or {}
+            recent = [
+                *(stored.get("recent") or []),
+                *(
+                    {
+                        "thread_id": item.thread_id,
+                        "partition": item.partition,
+                        "offset": item.offset,
+                        "reason": item.reason[:500],
+                        "at": time.time(),
+                    }
+                    for item in items
+                ),
+            ]
+            docs[name] = {
+                "count": int(stored.get("count", 0)) + len(items),
+                "paused_threads": sorted(
+                    set(stored.get("paused_threads") or []) | {i.thread_id for i in items if i.thread_id}
+                ),
+                "recent": recent[-_DEADLETTER_KEEP:],
                 "topic": self.dlq_topic,
+            }
+        self.state.put_many(docs)
+        self._summarize_dead_letters()
+
+    def _summarize_dead_letters(self) -> None:
+        """Rebuild ``deadletters:<target>`` (what ``status`` and the cutover gate read) from the
+        per-partition documents. A summary written before there were any (one process per
+        pipeline) is kept inside it as ``legacy`` and counted too."""
+        summary_name = deadletter_state_name(self.sink.name)
+        documents = self.state.prefixed(summary_name)
+        summary = documents.get(summary_name) or {}
+        legacy = summary.get("legacy") if summary.get("per_partition") else summary
+        parts = [legacy or {}] + [
+            doc for name, doc in documents.items() if name.startswith(summary_name + ":")
+        ]
+        recent = sorted(
+            (entry for doc in parts for entry in doc.get("recent") or []),
+            key=lambda entry: float(entry.get("at") or 0),
+        )
+        self.state.put(
+            summary_name,
+            {
+                "count": sum(int(doc.get("count", 0)) for doc in parts),
+                "paused_threads": sorted({t for doc in parts for t in doc.get("paused_threads") or []}),
+                "recent": recent[-_DEADLETTER_KEEP:],
+                "topic": self.dlq_topic,
+                "per_partition": True,
+                "legacy": legacy or {},
             },
         )
 
@@ -415,6 +705,16 @@ class Applier:
             self.stats.partitions[tp.partition] = PartitionPosition(
                 0, position.position, position.commit_ts, time.time(), position.events
             )
+
+
+def _superseded(stored: dict[str, Any] | None, ours: dict[str, Any]) -> bool:
+    """Whether ``stored`` is a position another member of the same group saved, on the same
+    topic, for a partition ``ours`` (refused as going back) was applied by this member before."""
+    return (
+        stored is not None
+        and stored.get("topic") == ours["topic"]
+        and stored.get("member") not in (None, ours["member"])
+    )
 
 
 def _position(saved: dict[str, Any]) -> PartitionPosition:

@@ -263,8 +263,8 @@ def copy(
 def _known_digests(state: StateStore) -> dict[str, str]:
     return {
         name: str(value.get("digest"))
-        for name, value in state.all().items()
-        if name.startswith(_DIGESTS) and isinstance(value, dict)
+        for name, value in state.prefixed(_DIGESTS).items()
+        if isinstance(value, dict)
     }
 
 

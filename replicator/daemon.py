@@ -1,5 +1,19 @@
 """The long-lived process: one publisher and one applier per target, each supervised.
 
+Roles (``replicator run --role``) split the pipeline across processes and machines:
+
+- ``all`` (default): publisher, every applier, the monitor: one process does everything.
+- ``capture``: the publisher and the monitor. It owns the replication slot (or the changelog), so
+  exactly one runs per source (Kubernetes: one replica, ``Recreate``). Its ``/status`` is the
+  whole report (positions of every stage, read from the state store, members of every group)
+  and its ``/readyz`` says the source is reachable and the publisher runs.
+- ``apply``: the appliers only (of every target, or of those named by ``--target``). Any number
+  run, on as many machines as the topic has partitions: they share each target's consumer group.
+  It never opens the source: no slot, no head marker, no preflight of the source; the state
+  store (by default a schema of the source database) is all it reads and writes there. Its
+  ``/readyz`` says every applier runs and has joined its group; its ``/status`` describes this
+  process only (``replicator status`` and the capture process report the pipeline).
+
 A stage that fails with a retryable error (connection lost, broker away, throttled target) is
 rebuilt from its persisted position after a jittered backoff; nothing it did not confirm is
 lost because confirmation always trails durability. A fatal error (bad setup, lost slot,
@@ -24,7 +38,7 @@ from connectors.registry import captured_in_app, make_sink, make_source
 from replicator.applier import Applier
 from replicator.autocutover import AutoCutover
 from replicator.config import Config
-from replicator.errors import ReplicatorError, Retry, classify
+from replicator.errors import ErrorKind, ReplicatorError, Retry, classify
 from replicator.http import StatusServer
 from replicator.lifecycle import StageState, stage_transition
 from replicator.metrics import Metrics
@@ -44,6 +58,8 @@ from replicator.status import (
 log = structlog.get_logger("replicator.daemon")
 
 _HEALTHY_RUN_S = 60.0
+
+ROLES = ("all", "capture", "apply")
 
 
 class Stage(Protocol):
@@ -66,6 +82,8 @@ class StageStatus:
 @dataclass
 class Daemon:
     config: Config
+    role: str = "all"
+    only_targets: tuple[str, ...] = ()  # apply: these targets' appliers only (default: every one)
     state: StateStore | None = None
     stop_event: threading.Event = field(default_factory=threading.Event)
     stages: dict[str, StageStatus] = field(default_factory=dict)
@@ -79,8 +97,20 @@ class Daemon:
     auto_cutover: AutoCutover = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ReplicatorError(ErrorKind.CONFIG, f"role {self.role!r} is not one of {', '.join(ROLES)}")
+        if self.only_targets and self.role != "apply":
+            raise ReplicatorError(ErrorKind.CONFIG, "--target chooses appliers: it goes with --role apply")
+        for name in self.only_targets:
+            self.config.target(name)  # a CONFIG error naming it when there is no such target
+        if self.role == "capture" and captured_in_app(self.config.source):
+            raise ReplicatorError(
+                ErrorKind.CONFIG,
+                f"source kind {self.config.source.kind!r} is captured in the app, which publishes its "
+                "changes itself: there is nothing to capture. Run the appliers with --role apply.",
+            )
         self.auto_cutover = AutoCutover(self.config)
-        if self.config.cutover.auto:
+        if self.config.cutover.auto and self.role != "apply":  # the monitor, hence capture, runs it
             settings = self.config.cutover
             log.warning(
                 "unattended cutover is on: the daemon switches the app once the gate holds",
@@ -89,18 +119,37 @@ class Daemon:
                 target=self.auto_cutover.target,
             )
 
+    @property
+    def captures(self) -> bool:
+        return self.role in ("all", "capture")
+
+    @property
+    def applies(self) -> bool:
+        return self.role in ("all", "apply")
+
+    def targets(self) -> list[Any]:
+        """The targets whose appliers this process runs."""
+        if not self.applies:
+            return []
+        if self.only_targets:
+            return [self.config.target(name) for name in self.only_targets]
+        return list(self.config.targets)
+
     def preflight(self) -> None:
-        """Fail fast, before any thread starts, on everything an operator must fix."""
+        """Fail fast, before any thread starts, on everything an operator must fix (in this
+        process's role: an apply process does not look at the source, a capture process not at
+        the targets)."""
         from replicator import kafka
 
-        state = self._state()
-        source = make_source(self.config.source, state)
-        try:
-            source.check()
-        finally:
-            source.close()
+        if self.captures:
+            state = self._state()
+            source = make_source(self.config.source, state)
+            try:
+                source.check()
+            finally:
+                source.close()
         kafka.ensure_topic(self.config.kafka)
-        for target in self.config.targets:
+        for target in self.targets():
             sink = make_sink(target)
             try:
                 sink.check()
@@ -132,7 +181,8 @@ class Daemon:
             self.http_port = server.port
             log.info("http endpoint listening", listen=self.config.http.listen, port=server.port)
         threads: list[threading.Thread] = []
-        if not captured_in_app(self.config.source):  # else the app publishes: appliers only
+        # A source captured in the app publishes itself: then no process runs a publisher.
+        if self.captures and not captured_in_app(self.config.source):
             threads.append(
                 threading.Thread(
                     target=self._supervise,
@@ -141,7 +191,7 @@ class Daemon:
                     daemon=True,
                 )
             )
-        for target in self.config.targets:
+        for target in self.targets():
             threads.append(
                 threading.Thread(
                     target=self._supervise,
@@ -151,12 +201,16 @@ class Daemon:
                 )
             )
         log.info(
-            "daemon started", targets=[t.name for t in self.config.targets], topic=self.config.kafka.topic
+            "daemon started",
+            role=self.role,
+            targets=[t.name for t in self.targets()],
+            topic=self.config.kafka.topic,
         )
         for thread in threads:
             thread.start()
-        monitor = threading.Thread(target=self._monitor, name="monitor", daemon=True)
-        monitor.start()
+        if self.captures:  # the source's view, lag and the unattended cutover: one process
+            monitor = threading.Thread(target=self._monitor, name="monitor", daemon=True)
+            monitor.start()
         while not self.stop_event.is_set():
             self.stop_event.wait(0.5)
         for thread in threads:
@@ -248,20 +302,52 @@ class Daemon:
         }
 
     def status_report(self) -> dict[str, Any]:
+        if self.role == "apply":
+            # No source view here (an apply process never opens the source): this process only.
+            # Without "targets", `replicator status` reads the pipeline from the state store.
+            return {
+                "role": self.role,
+                "caught_up": None,
+                "state": "running" if self.readiness()[0] else "starting",
+                "stages": self._stage_view(),
+                "appliers": {
+                    name.split(":", 1)[1]: s.stage.member_doc()
+                    for name, s in self.stages.items()
+                    if name.startswith("applier:") and s.stage is not None
+                },
+            }
         if not self.report:
-            return {"caught_up": False, "state": "starting", "error": self.report_error}
-        return {**self.report, "stages": self._stage_view(), "monitor_error": self.report_error}
+            return {"caught_up": False, "state": "starting", "error": self.report_error, "role": self.role}
+        return {
+            **self.report,
+            "stages": self._stage_view(),
+            "monitor_error": self.report_error,
+            "role": self.role,
+        }
 
     def readiness(self) -> tuple[bool, str]:
-        if self.report_error:
-            return False, self.report_error
-        if not self.report or time.monotonic() - self.report_at > 10:
-            return False, "no recent status (source unreachable?)"
+        """Ready means this process does its part: capture (and all) when the source answers
+        and every stage runs; apply when every applier runs and has joined its consumer group
+        (with an empty assignment too: a spare member is ready to take partitions over)."""
+        if self.captures:
+            if self.report_error:
+                return False, self.report_error
+            if not self.report or time.monotonic() - self.report_at > 10:
+                return False, "no recent status (source unreachable?)"
         failing = [n for n, s in self.stages.items() if s.state is not StageState.RUNNING]
         if failing:
             return False, "stages not running: " + ", ".join(
                 f"{n} ({self.stages[n].state.value}: {self.stages[n].last_error})" for n in failing
             )
+        if self.role == "apply":
+            waiting = []
+            for target in self.targets():
+                status = self.stages.get(f"applier:{target.name}")
+                if status is None or status.stage is None or not status.stage.joined:
+                    waiting.append(target.name)
+            if waiting:
+                return False, "not yet in the consumer group of: " + ", ".join(waiting)
+            return True, "every applier runs and has joined its consumer group"
         return True, "every stage running"
 
     def _metrics_view(self) -> dict[str, Any]:

@@ -14,6 +14,13 @@ everything below the head the source had when the status was taken; heartbeats c
 promise onto idle partitions. A source captured in the app (``kind = "memory"``) has no
 position comparable across its app processes: its head is the topic's end offset per partition
 (``replicator.memory_status``), and caught up means every record in the topic then is applied.
+
+Members: each target's ``members`` lists the apply processes of its consumer group (member and
+client id, host, pid, assigned partitions), as each recorded itself in the state store a few
+seconds ago (``replicator.applier.group_members``). The broker is not asked: DescribeGroups is
+not portable enough (the embedded test broker answers it without hosts or assignments, and
+kafka-python cannot parse its answer), and the state store is where ``status`` reads everything
+else, with or without a daemon running.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import Any
 
 from connectors.base import Source, Switchboard
 from connectors.registry import captured_in_app, make_source, make_switchboard, position_format
+from replicator.applier import group_members
 from replicator.config import Config
 from replicator.errors import ErrorKind, ReplicatorError
 from replicator.lifecycle import SnapshotState
@@ -213,6 +221,7 @@ def collect(
             (float(positions[p].get("commit_ts") or 0) for p in behind if p in positions), default=0.0
         )
         dead = state.get(deadletter_state_name(target.name)) or {}
+        members = group_members(state, target.name, now)
         target_caught_up = bool(partitions) and not behind
         caught_up = caught_up and target_caught_up
         targets[target.name] = {
@@ -233,6 +242,7 @@ def collect(
                 "topic": dead.get("topic", f"{config.kafka.topic}.dlq"),
             },
             "partitions": per_partition,
+            "members": members,
         }
     confirmed = int(publisher.get(POSITION) or 0)
     report: dict[str, Any] = {

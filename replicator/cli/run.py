@@ -8,20 +8,51 @@ import click
 
 from replicator.cli.common import config_option, load
 
+# replicator.daemon.ROLES, spelt out: importing the daemon here would slow every command down.
+ROLES = ("all", "capture", "apply")
+
 
 @click.command()
 @config_option
 @click.option(
     "--log-format", type=click.Choice(["json", "console"]), default=None, help="Overrides [log] format."
 )
-def run(config_path: str, log_format: str | None) -> None:
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    default="all",
+    show_default=True,
+    help="capture: the publisher (owns the slot; run exactly one). apply: the appliers (run any "
+    "number; they share each target's consumer group). all: both, in this process.",
+)
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="NAME",
+    help="With --role apply: run only this target's applier (repeatable; default: every target).",
+)
+@click.option(
+    "--listen",
+    default=None,
+    metavar="HOST:PORT",
+    help="Overrides [http] listen (several processes of one config on one machine).",
+)
+def run(
+    config_path: str, log_format: str | None, role: str, targets: tuple[str, ...], listen: str | None
+) -> None:
     """Run the replication daemon until SIGTERM or SIGINT."""
     from replicator import logs
+    from replicator.config import HttpConfig
     from replicator.daemon import Daemon
+    from replicator.http import parse_listen
 
     config = load(config_path)
+    if listen is not None:
+        parse_listen(listen)  # a CONFIG error naming the expected form
+        config = config.model_copy(update={"http": HttpConfig(listen=listen)})
     logs.configure(log_format or config.log.format, config.log.level)
-    code = Daemon(config).run()
+    code = Daemon(config, role=role, only_targets=targets).run()
     sys.exit(code)
 
 

@@ -33,6 +33,32 @@ def _daemon_report(config: Config) -> dict[str, Any] | None:
     return report if "targets" in report else None
 
 
+def members_table(report: dict[str, Any]) -> Any:
+    """The apply processes of every target's consumer group (``members``), one row each."""
+    from rich.table import Table
+
+    table = Table(title="appliers (consumer group members)", title_justify="left")
+    for column in ("target", "member", "host", "pid", "partitions", "state", "seen"):
+        table.add_column(column)
+    for name, target in report.get("targets", {}).items():
+        members = target.get("members")
+        if members is None:  # a report from an older daemon
+            continue
+        if not members:
+            table.add_row(name, "(no live member)", "", "", "", "", "")
+        for member in members:
+            table.add_row(
+                name,
+                str(member.get("member_id") or member.get("member", "")),
+                str(member.get("host", "")),
+                str(member.get("pid", "")),
+                ",".join(str(p) for p in member.get("partitions") or []) or "-",
+                str(member.get("state", "")),
+                f"{member.get('seen_s_ago', 0)} s ago",
+            )
+    return table
+
+
 def settle_s(config: Config) -> float:
     """How long a status call may wait for the pipeline to carry its head marker through: two
     heartbeats (the daemon's report refreshes once a second), at least two seconds."""
@@ -88,15 +114,19 @@ def status(config_path: str, as_json: bool, wait_s: float, watch: bool, interval
             return report
 
         if watch and not as_json:
+            from rich.console import Group
             from rich.live import Live
 
             from replicator.render import status_table
 
+            def view(report: dict[str, Any]) -> Group:
+                return Group(status_table(report), members_table(report))
+
             refreshes = 0
-            with Live(status_table(take()), refresh_per_second=4) as live_view:
+            with Live(view(take()), refresh_per_second=4) as live_view:
                 while count == 0 or refreshes < count - 1:
                     time.sleep(interval)
-                    live_view.update(status_table(take()))
+                    live_view.update(view(take()))
                     refreshes += 1
             return
         deadline = time.monotonic() + max(wait_s, settle_s(config))
@@ -114,8 +144,12 @@ def status(config_path: str, as_json: bool, wait_s: float, watch: bool, interval
     if as_json:
         click.echo(redact(json.dumps(report, sort_keys=True)))
     else:
+        from rich.console import Console
+
         from replicator.render import render_status
 
-        render_status(report)
+        console = Console()
+        render_status(report, console)
+        console.print(members_table(report))
     if wait_s and not report["caught_up"]:
         sys.exit(EXIT_PROBLEM)

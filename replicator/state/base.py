@@ -45,6 +45,11 @@ class StateStore(BlobTable, Protocol):
 
     def all(self) -> dict[str, dict[str, Any]]: ...
 
+    def prefixed(self, prefix: str) -> dict[str, dict[str, Any]]:
+        """The documents whose names start with ``prefix``: what a caller polling a few names
+        reads, however many other documents (one per copied thread) the store holds."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -99,6 +104,6 @@ def applier_positions(state: StateStore, target: str) -> dict[int, dict[str, Any
     prefix = f"applier:{target}:"
     return {
         int(name[len(prefix) :]): value
-        for name, value in state.all().items()
-        if name.startswith(prefix) and name[len(prefix) :].isdigit()
+        for name, value in state.prefixed(prefix).items()
+        if name[len(prefix) :].isdigit()
     }

@@ -59,5 +59,8 @@ class MemoryStateStore:
     def all(self) -> dict[str, dict[str, Any]]:
         return {k: json.loads(v) for k, v in list(self._data.items())}
 
+    def prefixed(self, prefix: str) -> dict[str, dict[str, Any]]:
+        return {k: json.loads(v) for k, v in list(self._data.items()) if k.startswith(prefix)}
+
     def close(self) -> None:
         pass

@@ -203,6 +203,11 @@ class PostgresStateStore:
     def all(self) -> dict[str, dict[str, Any]]:
         return {name: value for name, value in self._run(f"SELECT name, value FROM {STATE_SCHEMA}.state")}
 
+    def prefixed(self, prefix: str) -> dict[str, dict[str, Any]]:
+        query = f"SELECT name, value FROM {STATE_SCHEMA}.state WHERE starts_with(name, %s)"
+        rows = self._run(query, (prefix,))
+        return {name: value for name, value in rows}
+
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:

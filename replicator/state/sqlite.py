@@ -153,6 +153,12 @@ class SqliteStateStore:
     def all(self) -> dict[str, dict[str, Any]]:
         return {name: json.loads(value) for name, value in self._execute("SELECT name, value FROM state")}
 
+    def prefixed(self, prefix: str) -> dict[str, dict[str, Any]]:
+        rows = self._execute(
+            "SELECT name, value FROM state WHERE substr(name, 1, ?) = ?", (len(prefix), prefix)
+        )
+        return {name: json.loads(value) for name, value in rows}
+
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:

@@ -27,6 +27,11 @@ def contract(open_store: Callable[[], StateStore]) -> None:
     store.put_many({"applier:t:0": {"position": 3, "offset": 7}, "applier:t:1": {"position": 4, "offset": 1}})
     assert store.get("publisher") == {"position": 10, "produced": {"0": 5}}
     assert set(store.all()) == {"publisher", "applier:t:0", "applier:t:1"}
+    store.put("applier:t_x:0", {"position": 1})  # "_" and "%" are not patterns in a prefix
+    assert set(store.prefixed("applier:t:")) == {"applier:t:0", "applier:t:1"}
+    assert store.prefixed("applier:t:1") == {"applier:t:1": {"position": 4, "offset": 1}}
+    assert store.prefixed("nothing") == {}
+    store.delete("applier:t_x:0")
 
     # Forward, equal, and an offset going back with the position kept: all allowed.
     store.put("publisher", {"position": 12})
