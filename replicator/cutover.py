@@ -383,6 +383,8 @@ def run_cutover(
     started = False
     try:
         record = board.record()
+        # A killed cutover's trace: this run takes it over, so a refusal now undoes it too.
+        started = record.phase is Phase.FENCING
         if Phase.FENCING not in _allowed(record):
             raise Refused(f"the migration is in phase {record.phase.value!r}: nothing to cut over")
         if record.on_target and record.target not in (None, chosen.name):
@@ -513,6 +515,7 @@ def run_rollback(
     started = False
     try:
         record = board.record()
+        started = record.phase is Phase.ROLLING_BACK  # a killed rollback's trace (as in cutover)
         if Phase.ROLLING_BACK not in _allowed(record):
             raise Refused(f"the migration is in phase {record.phase.value!r}: nothing to roll back")
         commit_phase(board, Phase.ROLLING_BACK, "rollback to the source", timeout)

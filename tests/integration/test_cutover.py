@@ -33,6 +33,7 @@ from tests.integration.harness import (
     assert_equal,
     cli,
     load,
+    move_phase,
     offline_config,
     wait_caught_up,
     wait_for,
@@ -264,6 +265,16 @@ def test_cutover_refuses_when_not_caught_up(config_path: Path, pg_dsn: str) -> N
         assert "refused" in result.stdout and "initial copy is not done" in result.stdout
         record = saver.record()
         assert (record.phase, record.store, record.epoch) == (Phase.REPLICATING, Store.SOURCE, 0)
+
+        # A cutover killed after committing `fencing` left its trace; a rerun that is refused
+        # undoes it (else `fencing` would block finish, copy and the unattended cutover).
+        move_phase(config_path, Phase.FENCING)
+        assert saver.record().phase is Phase.FENCING
+        result = cli("cutover", "--config", str(config_path))
+        assert result.returncode == 1 and "initial copy is not done" in result.stdout
+        record = saver.record()
+        assert (record.phase, record.store) == (Phase.REPLICATING, Store.SOURCE)
+        assert "aborted" in str(record.history[-1].get("note")), record.history[-1]
 
 
 def _thread_with_bucket(prefix: str, below: int, at_least: int = 0) -> str:
