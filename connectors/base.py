@@ -76,6 +76,12 @@ class Source(SaverView, Protocol):
         """Drop what the source keeps for the replicator (a slot); what was dropped, for people."""
         ...
 
+    def teardown(self) -> list[str]:
+        """After the migration (``finish --drop``): ``reset``, and everything else the replicator
+        added to the source (a publication); what was dropped, or what the source's owner must
+        drop when this role may not."""
+        ...
+
     def snapshot_state(self) -> SnapshotState:
         """Where the initial copy stands, as the source persisted it."""
         ...

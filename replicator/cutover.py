@@ -547,6 +547,8 @@ def run_finish(config: Config, timeout: float = 30.0) -> MigrationRecord:
     state: StateStore | None = None
     try:
         record = board.record()
+        if record.phase is Phase.FINISHED:  # again (e.g. `finish --drop` after `finish`): nothing to do
+            return record
         if Phase.FINISHED not in _allowed(record):
             raise Refused(f"the migration is in phase {record.phase.value!r}: it cannot finish now")
         note = f"finished on the {record.store.value}"

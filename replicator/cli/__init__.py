@@ -16,6 +16,7 @@ from replicator.cli.cutover import cutover, dual_write, finish, rollback
 from replicator.cli.demo import demo
 from replicator.cli.reset import reset
 from replicator.cli.run import check, run
+from replicator.cli.setup import setup
 from replicator.cli.status import status
 from replicator.cli.verify import verify
 from replicator.errors import ReplicatorError
@@ -23,6 +24,7 @@ from replicator.errors import ReplicatorError
 COMMANDS: tuple[click.Command, ...] = (
     run,
     check,
+    setup,
     status,
     verify,
     copy,

@@ -142,8 +142,8 @@ def finish(config_path: str, drop: bool) -> None:
             _echo(f"  - {item}")
         _echo("`replicator finish --drop` removes the slot, publication and saved positions")
         return
-    dropped = forget(config)
-    _echo(f"dropped {' and '.join(dropped)} and saved positions")
+    dropped = forget(config, teardown=True)
+    _echo(f"dropped {'; '.join(dropped)}; and saved positions")
     _echo(f"kept: {removable[1]}; {removable[3]}")
 
 

@@ -8,15 +8,16 @@ from replicator.cli.common import config_option, fail, load
 from replicator.config import Config
 
 
-def forget(config: Config) -> list[str]:
-    """Drop what the source keeps for the replicator and every saved position; what was dropped."""
+def forget(config: Config, *, teardown: bool = False) -> list[str]:
+    """Drop what the source keeps for the replicator and every saved position; what was dropped.
+    ``teardown`` (``finish --drop``): also what setup added to the source (the publication)."""
     from connectors.registry import make_source
     from replicator.state import open_state_store
 
     state = open_state_store(config, create=False)
     source = make_source(config.source, state)
     try:
-        dropped = source.reset()
+        dropped = source.teardown() if teardown else source.reset()
         state.clear()
     finally:
         source.close()

@@ -14,11 +14,11 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from connectors.sources.postgres.ddl import ENSURE_BLOBS, ENSURE_META, ENSURE_SCHEMA, ENSURE_STATE
+from connectors.sources.postgres.ddl import STATE_SCHEMA as STATE_SCHEMA
 from replicator.errors import ErrorKind, ReplicatorError
 from replicator.state.base import SCHEMA_VERSION, check_forward, check_version, migrate_v1
 from replicator.state.blobs import Blob, BlobRef
-
-STATE_SCHEMA = "langgraph_replicator"
 
 _UPSERT = f"""INSERT INTO {STATE_SCHEMA}.state AS s (name, value)
     SELECT * FROM unnest(%s::text[], %s::jsonb[])
@@ -67,22 +67,10 @@ class PostgresStateStore:
 
     def _set_up(self, conn: psycopg.Connection[Any]) -> None:
         """Create the schema, or migrate an older layout; refuse a newer one."""
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}")
-        conn.execute(
-            f"""CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.state (
-                name text PRIMARY KEY,
-                value jsonb NOT NULL,
-                updated_at timestamptz NOT NULL DEFAULT now())"""
-        )
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.meta (key text PRIMARY KEY, value text NOT NULL)"
-        )
-        conn.execute(
-            f"""CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.blobs (
-                target text NOT NULL, thread_id text NOT NULL, checkpoint_ns text NOT NULL,
-                channel text NOT NULL, version text NOT NULL, type text NOT NULL, data bytea,
-                PRIMARY KEY (target, thread_id, checkpoint_ns, channel, version))"""
-        )
+        conn.execute(ENSURE_SCHEMA)
+        conn.execute(ENSURE_STATE)
+        conn.execute(ENSURE_META)
+        conn.execute(ENSURE_BLOBS)
         with conn.transaction():
             conn.execute(f"LOCK TABLE {STATE_SCHEMA}.meta IN EXCLUSIVE MODE")
             version = self._version(conn)
@@ -204,8 +192,9 @@ class PostgresStateStore:
         return {name: value for name, value in self._run(f"SELECT name, value FROM {STATE_SCHEMA}.state")}
 
     def prefixed(self, prefix: str) -> dict[str, dict[str, Any]]:
-        query = f"SELECT name, value FROM {STATE_SCHEMA}.state WHERE starts_with(name, %s)"
-        rows = self._run(query, (prefix,))
+        rows = self._run(
+            f"SELECT name, value FROM {STATE_SCHEMA}.state WHERE starts_with(name, %s)", (prefix,)
+        )
         return {name: value for name, value in rows}
 
     def close(self) -> None:

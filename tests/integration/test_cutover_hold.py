@@ -15,6 +15,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
@@ -26,7 +27,7 @@ from replicator.migration import Phase, Refused
 from replicator.routing import RoutingSaver
 from replicator.state import open_state_store
 from replicator.status import migration_view
-from tests.integration.harness import DaemonProcess, assert_equal, load, wait_caught_up, wait_for
+from tests.integration.harness import DaemonProcess, assert_equal, cli, load, wait_caught_up, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -127,6 +128,22 @@ def test_a_thread_the_target_lacks_stays_on_the_source_and_moves_once_applied(
             wait_caught_up(config, daemon)
             assert_equal(config, threads=2)
             assert run_finish(config, timeout=30).phase is Phase.FINISHED
+            # Then, the daemon stopped, `finish --drop` removes what the replicator added to the
+            # source (run again after `finish`: it is not refused).
+            assert daemon.terminate() == 0
+            dropped = cli("finish", "--config", str(config_path), "--drop")
+            assert dropped.returncode == 0, dropped.stdout + dropped.stderr
+            assert "slot" in dropped.stdout and "publication" in dropped.stdout, dropped.stdout
+            source = config.source
+            with psycopg.connect(source.dsn.get_secret_value()) as conn:
+                slots = conn.execute(
+                    "SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", (source.slot,)
+                )
+                assert slots.fetchone() == (0,)
+                pubs = conn.execute(
+                    "SELECT count(*) FROM pg_publication WHERE pubname = %s", (source.publication,)
+                )
+                assert pubs.fetchone() == (0,)
         finally:
             if daemon.alive() and daemon.proc is not None:
                 daemon.proc.send_signal(signal.SIGCONT)

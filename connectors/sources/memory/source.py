@@ -83,6 +83,9 @@ class MemorySource:
         """Nothing is kept for the replicator outside the apps and the topic."""
         return []
 
+    def teardown(self) -> list[str]:
+        return []
+
     def snapshot_state(self) -> SnapshotState:
         return SnapshotState.DONE
 

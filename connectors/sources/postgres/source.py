@@ -29,6 +29,7 @@ from connectors.sources.postgres.setup import (
     check_slot,
     check_source,
     connect,
+    drop_publication,
     drop_slot,
     ensure_publication,
     format_lsn,
@@ -119,7 +120,7 @@ class PostgresSource:
 
     def check(self) -> None:
         with connect(self._dsn, autocommit=True) as conn:
-            check_source(conn, self.config.schema_name)
+            check_source(conn, self.config.schema_name, self.config.publication)
             info = slot_info(conn, self.config.slot)
             if info is not None:
                 check_slot(info, conn.info.dbname)
@@ -155,6 +156,12 @@ class PostgresSource:
         drop_slot(self._side_conn(), self.config.slot)
         return [f"slot {self.config.slot!r}"]
 
+    def teardown(self) -> list[str]:
+        """The slot, then the publication (created by ``replicator setup`` as the tables' owner:
+        a least-privileged role may not drop it, and is told what its owner should run)."""
+        dropped = self.reset()
+        return [*dropped, drop_publication(self._side_conn(), self.config.publication)]
+
     # -- the initial copy's lifecycle (persisted under ``source``) ----------------------------
 
     def snapshot_state(self) -> SnapshotState:
@@ -176,7 +183,7 @@ class PostgresSource:
 
     def stream(self) -> Iterator[ChangeEvent | Committed | None]:
         side = self._side_conn()
-        check_source(side, self.config.schema_name)
+        check_source(side, self.config.schema_name, self.config.publication)
         ensure_publication(side, self.config.publication, self.config.schema_name)
         saved = self.state.get(SOURCE_STATE) or {}
         info = slot_info(side, self.config.slot)

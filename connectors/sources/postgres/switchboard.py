@@ -46,6 +46,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from connectors.sources.postgres.config import PostgresSourceConfig
+from connectors.sources.postgres.ddl import ENSURE_HELD, ENSURE_MIGRATION, ENSURE_SCHEMA, MIGRATION_ROW
 from connectors.sources.postgres.setup import connect
 from connectors.sources.postgres.stream import MARKER_PREFIX
 from connectors.sources.postgres.threads import list_threads, read_thread
@@ -63,23 +64,10 @@ THREAD_LOCK_SPACE = 0x4C47_5250
 
 def ensure_table(conn: psycopg.Connection[Any]) -> None:
     """Create the schema, table and its single row if missing (idempotent)."""
-    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}")
-    conn.execute(
-        f"""CREATE TABLE IF NOT EXISTS {TABLE} (
-            id boolean PRIMARY KEY DEFAULT true CHECK (id),
-            record jsonb NOT NULL,
-            updated_at timestamptz NOT NULL DEFAULT now())"""
-    )
-    conn.execute(
-        f"INSERT INTO {TABLE} (record) VALUES (%s::jsonb) ON CONFLICT (id) DO NOTHING",
-        (json.dumps(MigrationRecord().as_dict()),),
-    )
-    conn.execute(
-        f"""CREATE TABLE IF NOT EXISTS {HELD} (
-            thread_id text PRIMARY KEY,
-            epoch bigint NOT NULL,
-            position bigint)"""
-    )
+    conn.execute(ENSURE_SCHEMA)
+    conn.execute(ENSURE_MIGRATION)
+    conn.execute(MIGRATION_ROW, (json.dumps(MigrationRecord().as_dict()),))
+    conn.execute(ENSURE_HELD)
 
 
 def _read(conn: psycopg.Connection[Any], lock: str = "") -> MigrationRecord:

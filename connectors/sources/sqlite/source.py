@@ -144,6 +144,9 @@ class SqliteSource:
         details["retained_over_threshold"] = retained > self.config.max_changelog_rows
         return details
 
+    def teardown(self) -> list[str]:
+        return self.reset()  # the triggers and the changelog are all the replicator added
+
     def reset(self) -> list[str]:
         """Drop the triggers and the changelog: the next run installs them anew and copies everything."""
         conn = self._conn()
