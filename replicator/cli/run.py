@@ -59,7 +59,8 @@ def run(
 @click.command()
 @config_option
 def check(config_path: str) -> None:
-    """Check config, source, broker and targets without changing anything but the topic."""
+    """Check config, source, broker and targets; creates only what `run` would create first
+    (the topic, and a Postgres or SQLite target's tables), never a slot or a publication."""
     from replicator import logs
     from replicator.daemon import Daemon
 

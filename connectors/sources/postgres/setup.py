@@ -262,7 +262,7 @@ def check_slot(info: SlotInfo, dbname: str) -> None:
             ErrorKind.SOURCE_LOST,
             f"replication slot {info.name!r} was invalidated (WAL it needed was removed, see "
             "max_slot_wal_keep_size). Changes since its last confirmed position are gone from the log. "
-            "Fix: run `replicator reset --config FILE` (drops the slot and the saved positions) and "
+            "Fix: run `replicator reset --config FILE --yes` (drops the slot and the saved positions) and "
             "start again: the daemon re-snapshots and the idempotent apply converges the target.",
         )
 

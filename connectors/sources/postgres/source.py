@@ -193,8 +193,8 @@ class PostgresSource:
                     ErrorKind.SOURCE_LOST,
                     f"replication slot {self.config.slot!r} is gone although the initial copy finished: "
                     "changes since the last confirmed position may be lost from the log. Fix: run "
-                    "`replicator reset --config FILE` and start again; the daemon copies everything anew "
-                    "and the idempotent apply converges the target.",
+                    "`replicator reset --config FILE --yes` and start again; the daemon copies everything "
+                    "anew and the idempotent apply converges the target.",
                 )
             repl = ReplicationConnection(self._dsn, self.config.slot, self.config.publication)
             self._repl = repl
@@ -356,7 +356,7 @@ class PostgresSource:
                         ErrorKind.SOURCE_SETUP,
                         f"TRUNCATE of {', '.join(names)} on the source: a truncate is not a LangGraph "
                         "operation and is not replicated. Fix: empty the target too, then run "
-                        "`replicator reset --config FILE` and start again.",
+                        "`replicator reset --config FILE --yes` and start again.",
                     )
 
     def _check_slot_lag(self, watch: SlotLagWatch, now: float) -> None:
