@@ -234,6 +234,9 @@ def test_a_partition_taken_over_starts_from_the_store_read_before_applying() -> 
         def all(self) -> dict[str, dict[str, Any]]:
             raise ReplicatorError(ErrorKind.SOURCE_UNREACHABLE, "state database error")
 
+        def prefixed(self, prefix: str) -> dict[str, dict[str, Any]]:
+            return self.all()
+
     broken = member(MemoryStateStore(), FakeSink())
     broken.state = Unreachable()
     with pytest.raises(ReplicatorError):  # the stage restarts; nothing applied with a stale view
