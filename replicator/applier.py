@@ -129,6 +129,35 @@ def stored_paused_threads(state: StateStore, target: str) -> set[str]:
     return paused
 
 
+def summarize_dead_letters(state: StateStore, target: str, topic: str) -> None:
+    """Rebuild ``deadletters:<target>`` (what ``status`` and the cutover gate read) from the
+    per-partition documents. A summary written before there were any (one process per
+    pipeline) is kept inside it as ``legacy`` and counted too. ``count`` is what is unresolved:
+    ``replicator deadletters --release`` moves a document's count to ``released_count`` once
+    none of its threads is paused any more."""
+    summary_name = deadletter_state_name(target)
+    documents = state.prefixed(summary_name)
+    summary = documents.get(summary_name) or {}
+    legacy = summary.get("legacy") if summary.get("per_partition") else summary
+    parts = [legacy or {}] + [doc for name, doc in documents.items() if name.startswith(summary_name + ":")]
+    recent = sorted(
+        (entry for doc in parts for entry in doc.get("recent") or []),
+        key=lambda entry: float(entry.get("at") or 0),
+    )
+    state.put(
+        summary_name,
+        {
+            "count": sum(int(doc.get("count", 0)) for doc in parts),
+            "released_count": sum(int(doc.get("released_count", 0)) for doc in parts),
+            "paused_threads": sorted({t for doc in parts for t in doc.get("paused_threads") or []}),
+            "recent": recent[-_DEADLETTER_KEEP:],
+            "topic": topic,
+            "per_partition": True,
+            "legacy": legacy or {},
+        },
+    )
+
+
 @dataclass
 class PartitionPosition:
     offset: int = 0  # next offset to apply (committed)
@@ -645,31 +674,7 @@ class Applier:
         self._summarize_dead_letters()
 
     def _summarize_dead_letters(self) -> None:
-        """Rebuild ``deadletters:<target>`` (what ``status`` and the cutover gate read) from the
-        per-partition documents. A summary written before there were any (one process per
-        pipeline) is kept inside it as ``legacy`` and counted too."""
-        summary_name = deadletter_state_name(self.sink.name)
-        documents = self.state.prefixed(summary_name)
-        summary = documents.get(summary_name) or {}
-        legacy = summary.get("legacy") if summary.get("per_partition") else summary
-        parts = [legacy or {}] + [
-            doc for name, doc in documents.items() if name.startswith(summary_name + ":")
-        ]
-        recent = sorted(
-            (entry for doc in parts for entry in doc.get("recent") or []),
-            key=lambda entry: float(entry.get("at") or 0),
-        )
-        self.state.put(
-            summary_name,
-            {
-                "count": sum(int(doc.get("count", 0)) for doc in parts),
-                "paused_threads": sorted({t for doc in parts for t in doc.get("paused_threads") or []}),
-                "recent": recent[-_DEADLETTER_KEEP:],
-                "topic": self.dlq_topic,
-                "per_partition": True,
-                "legacy": legacy or {},
-            },
-        )
+        summarize_dead_letters(self.state, self.sink.name, self.dlq_topic)
 
     # -- a broker that lost its log ---------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import click
 from replicator.cli.common import EXIT_ERROR, EXIT_PROBLEM, fail
 from replicator.cli.copy import copy
 from replicator.cli.cutover import cutover, dual_write, finish, rollback
+from replicator.cli.deadletters import deadletters
 from replicator.cli.demo import demo
 from replicator.cli.reset import reset
 from replicator.cli.run import check, run
@@ -26,6 +27,7 @@ COMMANDS: tuple[click.Command, ...] = (
     check,
     setup,
     status,
+    deadletters,
     verify,
     copy,
     cutover,

@@ -80,6 +80,27 @@ def test_malformed_record_is_dead_lettered_and_its_thread_held(
     assert [d.thread_id for d in report_v.differences] == [POISON_THREAD]
     assert daemon.alive()
 
+    # Released: refused while the applier runs (it keeps its paused threads in memory); with the
+    # daemon stopped, the thread is copied whole and flows again.
+    listed = cli("deadletters", "--config", str(config_path))
+    assert listed.returncode == 0 and POISON_THREAD in listed.stdout and "undecodable" in listed.stdout
+    running = cli("deadletters", "--config", str(config_path), "--release", POISON_THREAD)
+    assert running.returncode == 1 and "appliers of 'dynamo' are running" in running.stderr, running.stderr
+    assert daemon.terminate() == 0
+    released = cli("deadletters", "--config", str(config_path), "--release", POISON_THREAD)
+    assert released.returncode == 0, released.stdout + released.stderr
+    assert f"released {POISON_THREAD!r}" in released.stdout
+    assert compare(config).ok
+    daemon.start()
+    app.converse(POISON_THREAD)  # its later changes are applied, not diverted
+    wait_caught_up(config, daemon)
+    assert compare(config).ok
+    state = PostgresStateStore(config.source.dsn.get_secret_value(), create=False)
+    resolved = state.get("deadletters:dynamo") or {}
+    state.close()
+    assert resolved["paused_threads"] == [] and resolved["count"] == 0  # the cutover gate passes
+    assert resolved["released_count"] == dead["count"]
+
 
 def test_event_the_target_refuses_is_dead_lettered(
     app: App, config_path: Path, daemon: DaemonProcess, broker: Any, kafka_topic: str
@@ -99,6 +120,14 @@ def test_event_the_target_refuses_is_dead_lettered(
     records = dead_letters(broker.bootstrap_servers, kafka_topic, 1)
     assert "pickle" in dict(records[0].headers)["lgr-reason"].decode()
     assert daemon.alive()
+
+    # Not fixed: a release copies it, the target refuses it again, and it stays paused.
+    assert daemon.terminate() == 0
+    released = cli("deadletters", "--config", str(config_path), "--release", "refused")
+    assert released.returncode == 1 and "still paused 'refused'" in released.stderr, released.stderr
+    assert "pickle" in released.stderr
+    listed = json.loads(cli("deadletters", "--config", str(config_path), "--json").stdout)
+    assert listed["dynamo"]["paused_threads"] == ["refused"]
 
 
 def test_a_bug_stops_the_daemon_instead_of_parking_a_conversation(
