@@ -103,14 +103,15 @@ class _TargetCopy:
         self._all_sinks: list[Sink] = []
         self._lock = threading.Lock()
         self.chunk = _Chunk()
-        self.present: set[str] = set()
+        self.present: set[str] | None = None  # listed: threads the target held at the start
 
-    def check(self) -> None:
-        """The target is reachable and set up; note which threads it holds (listed once)."""
+    def check(self, list_threads: bool) -> None:
+        """The target is reachable and set up; ``list_threads``: note which threads it holds."""
         sink = self._take()
         try:
             sink.check()
-            self.present = set(sink.thread_ids())
+            if list_threads:
+                self.present = set(sink.thread_ids())
         finally:
             self._sinks.put(sink)
 
@@ -118,7 +119,8 @@ class _TargetCopy:
         """A thread the target did not hold at the start needs no deletion first: one request
         (a DynamoDB Query) less per thread. Whatever applies it meanwhile (the daemon) carries
         source changes too, which the copy's consistent read of the thread includes or precedes."""
-        if thread_id not in self.present and events and isinstance(events[0], ThreadDeletion):
+        fresh = self.present is not None and thread_id not in self.present
+        if fresh and events and isinstance(events[0], ThreadDeletion):
             return events[1:]
         return events
 
@@ -241,12 +243,17 @@ def copy(
     started = time.monotonic()
     try:
         with _open_source(config) as source:  # a bad source fails before any target is touched
+            digests = _known_digests(state)
             for target in copies:
-                target.check()
+                # A target this command never copied to is listed once (one scan) so that its new
+                # threads skip the deletion; after that, only changed threads are copied, and a
+                # deletion each is cheaper than listing the whole target again.
+                first = not any(name.startswith(digest_name(target.config.name, "")) for name in digests)
+                target.check(list_threads=first)
             wanted = sorted(set(thread_ids)) if thread_ids is not None else source.threads()
             if on_total is not None:
                 on_total(len(wanted))
-            known = {} if force else _known_digests(state)
+            known = {} if force else digests
             pool = ThreadPoolExecutor(max(c.parallel for c in copies), thread_name_prefix="copy")
             try:
                 _run(source, wanted, copies, known, pool, progress)
