@@ -15,6 +15,7 @@ digests in the state store) and says so. Rates are checkpoints per second, with 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +43,8 @@ def run(s: Services, p: Params, outdir: Any) -> Result:
     data.setup(dsn)
     gen_s = data.generate_real(dsn, "c", p.threads, p.turns)
     checkpoints = data.counts(dsn)["checkpoints"]
-    config, _ = s.config(dsn, s.table("f8-copy"), topic=s.unique("unused"))
+    copied_table = s.table("f8-copy")
+    config, _ = s.config(dsn, copied_table, topic=s.unique("unused"))
     state = MemoryStateStore()
     t0 = time.monotonic()
     first = run_copy(config, state, workers=p.workers)[0]
@@ -59,8 +61,10 @@ def run(s: Services, p: Params, outdir: Any) -> Result:
     threads = [f"c{i}" for i in range(p.threads)]
     api_s = _through_api(dsn, api_sink.saver(), threads)
     api_sink.close()
-    copy_rate, api_rate = checkpoints / copy_s, checkpoints / api_s
+    limit_s, items = _bulk_limit(s, copied_table, p.workers)
+    copy_rate, api_rate, limit_rate = checkpoints / copy_s, checkpoints / api_s, checkpoints / limit_s
     ratio = copy_rate / api_rate
+    of_limit = copy_rate / limit_rate
     log(
         f"copy command: {first.copied} threads, {checkpoints} checkpoints in {copy_s:.2f}s "
         f"({copy_rate:,.0f}/s); savers' API {api_rate:,.0f}/s; {ratio:.1f}x; second run {again_s:.2f}s "
@@ -74,6 +78,12 @@ def run(s: Services, p: Params, outdir: Any) -> Result:
                 f"{copy_s:.2f}",
                 fmt_rate(copy_rate),
                 f"**{ratio:.1f}x**",
+            ],
+            [
+                f"the limit: the same {items:,} items, prebuilt, `BatchWriteItem` on {p.workers} threads",
+                f"{limit_s:.2f}",
+                fmt_rate(limit_rate),
+                f"{limit_rate / api_rate:.1f}x",
             ],
             [
                 "PostgresSaver.list, then DynamoDBSaver.put / put_writes",
@@ -97,16 +107,49 @@ Data: {p.threads} real conversations of {p.turns} turns (subgraph, the last turn
 {table}
 
 Both paths read the same source and write the same server; the script is what a team writes
-without the replicator (one `put` per checkpoint, one `put_writes` per task). Goal: at least
-{GOAL:.0f}x.
+without the replicator (one `put` per checkpoint, one `put_writes` per task). The limit is the
+server's own bulk write path with no replicator logic: the items `replicator copy` wrote, read
+back and written again into a fresh table, 25 per `BatchWriteItem`, on as many threads as the
+copy's workers (no source read, no encoding). `replicator copy` runs at **{of_limit:.2f}x the
+limit**. Goals: at least {GOAL:.0f}x the savers' API and 0.8x the limit.
 """
     return Result(
         key="copy-command",
         title="replicator copy against a migration script",
-        measured=f"{ratio:.1f}x the savers' API ({copy_rate:,.0f} vs {api_rate:,.0f} checkpoints/s)",
-        goal=f">= {GOAL:.0f}x",
-        met=ratio >= GOAL,
+        measured=f"{ratio:.1f}x the savers' API ({copy_rate:,.0f} vs {api_rate:,.0f} checkpoints/s), "
+        f"{of_limit:.2f}x the limit",
+        goal=f">= {GOAL:.0f}x, >= 0.8x the limit",
+        met=ratio >= GOAL and of_limit >= 0.8,
         section=section,
         seconds=time.monotonic() - started,
-        data={"copy_s": copy_s, "api_s": api_s, "again_s": again_s, "checkpoints": checkpoints},
+        data={
+            "copy_s": copy_s,
+            "api_s": api_s,
+            "again_s": again_s,
+            "limit_s": limit_s,
+            "checkpoints": checkpoints,
+        },
     )
+
+
+def _bulk_limit(s: Services, copied: str, workers: int) -> tuple[float, int]:
+    """Seconds to write the copied table's items into a fresh table of the same server, prebuilt
+    (scanned back, not timed), 25 per BatchWriteItem on ``workers`` threads; and the item count."""
+    import boto3
+
+    client = boto3.client("dynamodb", endpoint_url=s.moto.endpoint_url, region_name="us-east-1")
+    items: list[dict[str, Any]] = []
+    for page in client.get_paginator("scan").paginate(TableName=copied):
+        items.extend(page["Items"])
+    dest = s.table("f8-limit")
+    batches = [items[i : i + 25] for i in range(0, len(items), 25)]
+
+    def write(batch: list[dict[str, Any]]) -> None:
+        pending = {dest: [{"PutRequest": {"Item": item}} for item in batch]}
+        while pending:
+            pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(write, batches))
+    return time.monotonic() - started, len(items)
