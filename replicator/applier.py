@@ -563,6 +563,12 @@ class Applier:
             if exc.retry is Retry.TIMED:
                 raise
             first_error = str(exc)
+            if exc.kind is not ErrorKind.MALFORMED_EVENT:
+                # A setup refusal may be the whole target's (table dropped, permission revoked):
+                # then the check fails too, and that stops the daemon with its fix, instead of
+                # dead-lettering every conversation one batch at a time. If the target checks
+                # fine, the refusal is this event's (a value too large without an s3_bucket).
+                self.sink.check()
         # Any other exception is a bug, not a poison event: it propagates and stops the daemon
         # (replicator.errors.classify) rather than parking a conversation in the dead-letter topic.
         log.warning(

@@ -156,3 +156,38 @@ def test_a_bug_stops_the_daemon_instead_of_parking_a_conversation(
     report = compare(config)
     assert report.ok, report.differences
     assert report.threads >= 2
+
+
+def test_a_target_gone_for_everyone_stops_the_daemon_instead_of_parking_every_thread(
+    app: App, config_path: Path, daemon: DaemonProcess, moto: Any, dynamo_table: str
+) -> None:
+    """A setup refusal that is the whole target's (its table dropped mid-run) stops the daemon with
+    the fix, exit 1; no conversation is dead-lettered for it, and once the table is back a restart
+    resumes from the saved positions and the target ends equal."""
+    import boto3
+
+    from replicator.embedded.services import create_dynamodb_table
+
+    config = load(config_path)
+    app.converse("before-the-drop")
+    daemon.start()
+    wait_caught_up(config, daemon)
+    client = boto3.client("dynamodb", endpoint_url=moto.endpoint_url, region_name="us-east-1")
+    client.delete_table(TableName=dynamo_table)
+    app.converse("while-the-table-is-gone")
+    assert daemon.wait(timeout=120) == 1
+    output = daemon.output()
+    assert "does not exist" in output and "Create it with" in output, output[-3000:]
+
+    state = open_state_store(config, create=False)
+    dead = state.get("deadletters:dynamo") or {}
+    state.close()
+    assert not dead.get("paused_threads") and not dead.get("count")
+
+    create_dynamodb_table(moto.endpoint_url, dynamo_table)  # the operator's fix: an empty table
+    cli("reset", "--config", str(config_path), "--yes")  # an empty target needs a full copy
+    daemon.start()
+    wait_caught_up(config, daemon)
+    report = compare(config)
+    assert report.ok, report.differences
+    assert report.threads == 2
