@@ -25,22 +25,17 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
+# kafka-python 3 (requirements/dev.lock): its TLS transport and SASL mechanisms are run here.
+from kafka.net.sasl import get_sasl_mechanism
+from kafka.net.sasl.oauth import AbstractTokenProvider
+from kafka.net.transport import KafkaSSLTransport
+
 from replicator import kafka as kafka_module
 from replicator import kafka_config as config_module
 from replicator.config import KafkaConfig, load_config, parse_config
 from replicator.errors import ErrorKind, ReplicatorError
 from replicator.kafka_config import TOPIC_CONFIG_DEFAULTS
 from replicator.redact import redact
-
-try:  # kafka-python >= 3.0
-    from kafka.net.sasl import get_sasl_mechanism
-    from kafka.net.sasl.oauth import AbstractTokenProvider
-    from kafka.net.transport import KafkaSSLTransport
-except ImportError:  # pragma: no cover - kafka-python 2.x
-    from kafka.sasl import get_sasl_mechanism  # type: ignore[no-redef]
-    from kafka.sasl.oauth import AbstractTokenProvider  # type: ignore[no-redef]
-
-    KafkaSSLTransport = None
 
 SASL_PASSWORD = "Sasl-Pa55-7f3e9c"
 KEY_PASSWORD = "Key-Pa55-91b2d4"
@@ -152,7 +147,6 @@ class Pki:
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    pytest.importorskip("cryptography")
     return Pki(tmp_path_factory.mktemp("pki"))
 
 
@@ -302,7 +296,6 @@ def test_producer_consumer_and_admin_are_built_with_the_security_options(
     assert seen["KafkaProducer"]["acks"] == "all"
 
 
-@pytest.mark.skipif(KafkaSSLTransport is None, reason="kafka-python 2.x builds TLS inside its connection")
 def test_kafka_python_builds_its_tls_context_from_our_options(pki: Pki) -> None:
     options = _kafka(**_modes(pki)["SSL with client certificate"][0]).client_options()
     ssl_options = {
@@ -314,7 +307,6 @@ def test_kafka_python_builds_its_tls_context_from_our_options(pki: Pki) -> None:
     assert context.check_hostname and context.verify_mode == ssl.CERT_REQUIRED
 
 
-@pytest.mark.skipif(KafkaSSLTransport is None, reason="kafka-python 2.x builds TLS inside its connection")
 def test_a_crl_is_loaded_into_the_context_kafka_python_uses(pki: Pki) -> None:
     """kafka-python 3.0 would call load_verify_locations(crl=...), which the ssl module has not:
     the options carry our own context, which kafka-python then uses as it is."""
