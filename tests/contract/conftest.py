@@ -39,13 +39,6 @@ TARGETS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def dynalite() -> Iterator[EmbeddedDynalite]:
-    """dynalite's server for the session (in memory)."""
-    with EmbeddedDynalite() as server:
-        yield server
-
-
 @pytest.fixture
 def dynamodb_moto_target(moto: EmbeddedMoto) -> DynamoDBTarget:
     return DynamoDBTarget("dynamodb-moto", moto.endpoint_url, moto.endpoint_url)

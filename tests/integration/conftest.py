@@ -35,6 +35,34 @@ def config_path(
 
 
 @pytest.fixture
+def dynalite_config_path(
+    tmp_path: Path,
+    pg_dsn: str,
+    broker: Any,
+    kafka_topic: str,
+    moto: Any,
+    dynalite: Any,
+    dynalite_table: str,
+    s3_bucket: str,
+) -> Path:
+    """``config_path`` with DynamoDB on dynalite (S3 offload still on moto). For the tests that
+    compare every thread through both savers several times: DynamoDBSaver's ``list`` queries the
+    table once per checkpoint and moto sorts the whole table on each Query, which made those
+    comparisons most of such a test's time; dynalite is DynamoDB-like in its validation too."""
+    return write_config(
+        tmp_path / "replicator.toml",
+        dsn=pg_dsn,
+        bootstrap=broker.bootstrap_servers,
+        topic=kafka_topic,
+        endpoint=dynalite.endpoint_url,
+        table=dynalite_table,
+        bucket=s3_bucket,
+        s3_endpoint=moto.endpoint_url,
+        extra_source="snapshot_chunk_rows = 40",
+    )
+
+
+@pytest.fixture
 def daemon(config_path: Path, tmp_path: Path) -> Iterator[DaemonProcess]:
     process = DaemonProcess(config_path, tmp_path)
     yield process

@@ -42,11 +42,15 @@ def write_config(
     extra_source: str = "",
     extra: str = "",
     target: str | None = None,
+    s3_endpoint: str | None = None,
 ) -> Path:
     """A config for the real services; the target is DynamoDB (``endpoint``, ``table``,
-    ``bucket``) unless ``target`` gives another ``[[targets]]`` section."""
+    ``bucket`` on ``s3_endpoint``, else on ``endpoint``) unless ``target`` gives another
+    ``[[targets]]`` section."""
     suffix = uuid.uuid4().hex[:8]
     bucket_line = f's3_bucket = "{bucket}"' if bucket else ""
+    if s3_endpoint:
+        bucket_line += f'\ns3_endpoint_url = "{s3_endpoint}"'
     target = (
         target
         or f"""

@@ -1,4 +1,6 @@
-"""Cutover and rollback with apps writing through RoutingSaver, on real Postgres, broker and moto.
+"""Cutover and rollback with apps writing through RoutingSaver, on real Postgres, broker and
+DynamoDB (dynalite for the live switches, whose every comparison reads each thread through both
+savers: moto sorts the whole table on each Query; S3 on moto).
 
 What is checked: a routing write waits on the fence and then goes where the committed record
 says, to the source first (a failed target write leaves the write on the source);
@@ -41,6 +43,12 @@ from tests.integration.harness import (
 )
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def config_path(dynalite_config_path: Path) -> Path:
+    """DynamoDB on dynalite: this module compares every thread through both savers often."""
+    return dynalite_config_path
 
 
 def _rows(dsn: str, thread_id: str | None = None) -> int:

@@ -24,6 +24,13 @@ from tests.integration.harness import DaemonProcess, assert_equal, cli, load, wa
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture
+def config_path(dynalite_config_path: Path) -> Path:
+    """DynamoDB on dynalite: this module compares every thread through both savers often."""
+    return dynalite_config_path
+
+
 KILLED = -signal.SIGKILL
 
 

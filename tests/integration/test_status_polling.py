@@ -17,6 +17,12 @@ from tests.integration.harness import App, DaemonProcess, assert_equal, cli, loa
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture
+def config_path(dynalite_config_path: Path) -> Path:
+    """DynamoDB on dynalite: this module compares every thread through both savers often."""
+    return dynalite_config_path
+
+
 def poll(config: Path) -> tuple[bool, float, dict[str, Any]]:
     started = time.monotonic()
     result = cli("status", "--config", str(config), "--json")
