@@ -22,16 +22,7 @@ def app(pg_dsn: str) -> Iterator[App]:
 def config_path(
     tmp_path: Path, pg_dsn: str, broker: Any, kafka_topic: str, moto: Any, dynamo_table: str, s3_bucket: str
 ) -> Path:
-    return write_config(
-        tmp_path / "replicator.toml",
-        dsn=pg_dsn,
-        bootstrap=broker.bootstrap_servers,
-        topic=kafka_topic,
-        endpoint=moto.endpoint_url,
-        table=dynamo_table,
-        bucket=s3_bucket,
-        extra_source="snapshot_chunk_rows = 40",
-    )
+    return _pipeline_config(tmp_path, pg_dsn, broker, kafka_topic, moto.endpoint_url, dynamo_table, s3_bucket)
 
 
 @pytest.fixture
@@ -49,15 +40,37 @@ def dynalite_config_path(
     compare every thread through both savers several times: DynamoDBSaver's ``list`` queries the
     table once per checkpoint and moto sorts the whole table on each Query, which made those
     comparisons most of such a test's time; dynalite is DynamoDB-like in its validation too."""
+    return _pipeline_config(
+        tmp_path,
+        pg_dsn,
+        broker,
+        kafka_topic,
+        dynalite.endpoint_url,
+        dynalite_table,
+        s3_bucket,
+        moto.endpoint_url,
+    )
+
+
+def _pipeline_config(
+    tmp_path: Path,
+    dsn: str,
+    broker: Any,
+    topic: str,
+    endpoint: str,
+    table: str,
+    bucket: str,
+    s3_endpoint: str | None = None,
+) -> Path:
     return write_config(
         tmp_path / "replicator.toml",
-        dsn=pg_dsn,
+        dsn=dsn,
         bootstrap=broker.bootstrap_servers,
-        topic=kafka_topic,
-        endpoint=dynalite.endpoint_url,
-        table=dynalite_table,
-        bucket=s3_bucket,
-        s3_endpoint=moto.endpoint_url,
+        topic=topic,
+        endpoint=endpoint,
+        table=table,
+        bucket=bucket,
+        s3_endpoint=s3_endpoint,
         extra_source="snapshot_chunk_rows = 40",
     )
 
