@@ -41,6 +41,7 @@ def _dynamodb(config: DynamoDBTargetConfig) -> Sink:
         s3_bucket=config.s3_bucket,
         s3_key_prefix=config.s3_key_prefix,
         s3_endpoint_url=config.s3_endpoint_url or config.endpoint_url,
+        concurrency=config.concurrency,
     )
 
 

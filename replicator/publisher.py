@@ -11,12 +11,20 @@ Events are keyed by thread id, so one thread's changes share a partition in comm
 control events (heartbeat, snapshot start and end) go to every partition, so each partition's
 consumer learns how far the source has been read. Memory is bounded: at most
 ``max_pending_bytes`` of unacknowledged records exist before the publisher waits for acks.
+
+Acks are collected without stopping the source: each source unit (a transaction, a snapshot
+chunk) keeps its records' futures, and units are confirmed in order once all of theirs are
+acknowledged. Waiting for every ack (a flush) stalled decoding for a broker round trip every
+50 ms; while streaming, the publisher now waits only when the unacknowledged bytes reach the
+bound, when the source is idle, and on stop. A unit with its own resume token (a chunk of the
+initial copy) is still confirmed at once, so that a restart resumes the copy after it.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +59,22 @@ class PublisherStats:
     log_resets: int = 0
 
 
+@dataclass
+class _Unit:
+    """The records of one source unit, produced, and its end (None while it is still open)."""
+
+    futures: list[tuple[Any, bool]] = field(default_factory=list)  # (future, is_control)
+    bytes: int = 0
+    commit: Committed | None = None
+    checked: int = 0  # futures[:checked] are known done
+
+    def acked(self) -> bool:
+        futures = self.futures
+        while self.checked < len(futures) and futures[self.checked][0].is_done:
+            self.checked += 1
+        return self.checked == len(futures)
+
+
 class Publisher:
     def __init__(
         self,
@@ -77,9 +101,10 @@ class Publisher:
         self._applied_cache = (0.0, 0)
         # Positions only move forward in the store: start from the one saved, not from 0.
         self.stats.confirmed_position = self._confirmed_to_source = int(saved.get(POSITION) or 0)
-        self._pending: list[Any] = []
-        self._pending_bytes = 0
-        self._commit: Committed | None = None
+        self._open = _Unit()  # records of the unit being read
+        self._closed: deque[_Unit] = deque()  # whole units, oldest first, not yet confirmed
+        self._unacked_bytes = 0
+        self._last_settle = 0.0
         self._last_state_write = 0.0
 
     def run(self, stop: threading.Event) -> None:
@@ -92,25 +117,26 @@ class Publisher:
                     ErrorKind.BROKER_UNREACHABLE, f"topic {self.config.topic!r} has no partitions"
                 )
             self.stats.partitions = sorted(partitions)
-            last_flush = time.monotonic()
             for item in self.source.stream():
                 if item is None:
-                    if self._pending or self._commit is not None:
-                        self._flush(producer)
-                        last_flush = time.monotonic()
+                    if self._closed or self._open.futures:
+                        self._settle(producer, wait=True)  # idle: nothing to overlap with
                     if stop.is_set():
                         break
                     continue
                 if isinstance(item, Committed):
-                    self._commit = item
-                    # A unit with its own resume token (a snapshot chunk) must be confirmed
-                    # itself: a later position would not carry its token.
-                    if item.token is not None or time.monotonic() - last_flush >= self.flush_interval_s:
-                        self._flush(producer)
-                        last_flush = time.monotonic()
+                    self._open.commit = item
+                    self._closed.append(self._open)
+                    self._open = _Unit()
                     if stop.is_set():
-                        self._flush(producer)
+                        self._settle(producer, wait=True)
                         break
+                    if item.token is not None:
+                        # A unit with its own resume token (a snapshot chunk, the copy's end) is
+                        # confirmed at once, as the copy's progress is: a restart resumes after it.
+                        self._settle(producer, wait=True)
+                    elif time.monotonic() - self._last_settle >= self.flush_interval_s:
+                        self._settle(producer, wait=False)
                     continue
                 fault_point("publisher.before_produce")
                 if isinstance(item, Control):
@@ -122,10 +148,9 @@ class Publisher:
                     for record in codec.encode(item, self.config.max_message_bytes):
                         self._send(producer, record, None)
                 fault_point("publisher.after_send")
-                if self._pending_bytes >= self.max_pending_bytes:
-                    self._flush(producer)
-                    last_flush = time.monotonic()
-            self._flush(producer)
+                if self._unacked_bytes >= self.max_pending_bytes:
+                    self._settle(producer, wait=True)
+            self._settle(producer, wait=True)
         finally:
             self._write_state(force=True)
             try:
@@ -144,19 +169,59 @@ class Publisher:
             )
         except KafkaError as exc:
             raise ReplicatorError(ErrorKind.BROKER_UNREACHABLE, f"cannot produce to Kafka: {exc}") from None
-        self._pending.append((future, partition is not None))
-        self._pending_bytes += len(record.value)
+        self._open.futures.append((future, partition is not None))
+        self._open.bytes += len(record.value)
+        self._unacked_bytes += len(record.value)
         self.stats.records += 1
         self.stats.bytes += len(record.value)
 
-    def _flush(self, producer: Any) -> None:
-        """Wait for every ack, then confirm the last complete source unit."""
-        try:
-            producer.flush(timeout=self.config.request_timeout_ms / 1000 * 4)
-        except KafkaError as exc:
-            raise ReplicatorError(ErrorKind.BROKER_UNREACHABLE, f"Kafka did not acknowledge: {exc}") from None
+    @property
+    def unacknowledged_bytes(self) -> int:
+        """Bytes produced that Kafka has not acknowledged yet, as far as this publisher knows."""
+        return self._unacked_bytes
+
+    def _settle(self, producer: Any, *, wait: bool) -> None:
+        """Confirm every whole unit whose records Kafka acknowledged, oldest first. ``wait``:
+        first wait for every ack (the bound on unacknowledged bytes, an idle source, stop)."""
+        self._last_settle = time.monotonic()
+        if wait:
+            try:
+                producer.flush(timeout=self.config.request_timeout_ms / 1000 * 4)
+            except KafkaError as exc:
+                raise ReplicatorError(
+                    ErrorKind.BROKER_UNREACHABLE, f"Kafka did not acknowledge: {exc}"
+                ) from None
+        elif not (self._closed and self._closed[0].acked()):
+            return
+        settled: list[_Unit] = []
+        while self._closed and (wait or self._closed[0].acked()):
+            settled.append(self._closed.popleft())
+        if wait:  # an open unit's acked records need not be kept until its end
+            settled.append(self._open)
+            self._open = _Unit(commit=None)
+        if not any(unit.futures for unit in settled) and not any(unit.commit for unit in settled):
+            return
         fault_point("publisher.after_produce")
-        for future, is_control in self._pending:
+        latest: Committed | None = None
+        for unit in settled:
+            self._record_acks(unit.futures)
+            self._unacked_bytes -= unit.bytes
+            if unit.commit is None:
+                continue
+            latest = unit.commit
+            if latest.token is not None:
+                # A unit with its own resume token (a snapshot chunk) must be confirmed
+                # itself: a later position would not carry its token.
+                fault_point("publisher.before_confirm")
+                self._confirm(latest)
+                latest = None
+        if latest is not None:
+            fault_point("publisher.before_confirm")
+            self._confirm(latest)
+        self._write_state()
+
+    def _record_acks(self, futures: list[tuple[Any, bool]]) -> None:
+        for future, is_control in futures:
             if not future.is_done:
                 raise ReplicatorError(ErrorKind.BROKER_UNREACHABLE, "Kafka did not acknowledge in time")
             if future.failed():
@@ -172,13 +237,6 @@ class Publisher:
                 offsets.append(meta.offset)
                 if len(offsets) > _CONTROL_OFFSETS_KEPT:
                     del offsets[: len(offsets) - _CONTROL_OFFSETS_KEPT]
-        self._pending.clear()
-        self._pending_bytes = 0
-        if self._commit is not None:
-            fault_point("publisher.before_confirm")
-            self._confirm(self._commit)
-            self._commit = None
-        self._write_state()
 
     def _confirm(self, commit: Committed) -> None:
         if commit.token is not None or self.applied_position is None:

@@ -148,7 +148,6 @@ class DynamoDBSink(LayeredSink):
     max_error_attempts = 3
     max_retry_seconds = 120.0
     backoff_max = 5.0
-    concurrency = 8
 
     def __init__(
         self,
@@ -160,9 +159,11 @@ class DynamoDBSink(LayeredSink):
         s3_key_prefix: str | None = None,
         s3_endpoint_url: str | None = None,
         blob_cache_bytes: int = 64 * 1024 * 1024,
+        concurrency: int = 16,
     ) -> None:
         self.name = name
         self.table = table
+        self.concurrency = concurrency
         self.region = region
         self.endpoint_url = endpoint_url
         self.s3_bucket = s3_bucket or None
@@ -177,6 +178,9 @@ class DynamoDBSink(LayeredSink):
             read_timeout=60,
             tcp_keepalive=True,
             max_pool_connections=max(10, self.concurrency * 2),
+            # Requests are built here from typed items and DynamoDB validates them anyway:
+            # botocore's client-side walk of every item costs CPU the applier needs.
+            parameter_validation=False,
         )
         # check() must answer quickly when the endpoint is down, not after ten adaptive retries.
         self._probe_config = Config(

@@ -179,13 +179,13 @@ def test_blob_type_strings_are_shared() -> None:
 
 
 def test_boto_connection_pool_covers_the_sink_threads() -> None:
-    class Wide(DynamoDBSink):
-        concurrency = 32
-
-    for cls in (DynamoDBSink, Wide):
-        sink = cls("pool", "table", "us-east-1", endpoint_url="http://127.0.0.1:9")
+    for concurrency in (1, 16, 32, 128):
+        sink = DynamoDBSink(
+            "pool", "table", "us-east-1", endpoint_url="http://127.0.0.1:9", concurrency=concurrency
+        )
         try:
             # the worker threads, plus the applier's thread, which runs single requests itself
-            assert sink._config.max_pool_connections >= cls.concurrency + 1
+            assert sink.concurrency == concurrency
+            assert sink._config.max_pool_connections >= concurrency + 1
         finally:
             sink.close()

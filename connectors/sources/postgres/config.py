@@ -18,7 +18,7 @@ class PostgresSourceConfig(StrictModel):
     publication: str = "langgraph_replicator"
     snapshot_chunk_rows: int = Field(2000, ge=1, le=1_000_000)
     heartbeat_interval_s: float = Field(1.0, gt=0, le=300)
-    # Confirm to the slot at most this often; also bounds how long acks are awaited.
+    # Confirm to the slot at most this often (acks are collected meanwhile, not awaited).
     flush_interval_s: float = Field(0.05, gt=0, le=60)
     max_slot_lag_bytes: int = Field(1 << 30, ge=0)
 
