@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import pickle
 import signal
 import sys
 import time
@@ -21,6 +22,7 @@ from bench import capture, copy, copy_command, cutover, lag, memory, scaleout, t
 from bench.env import log, services
 from bench.report import OUT, Result, write
 
+PICKLE = "results.pickle"  # this run's measurements (not committed: see .gitignore)
 FIGURES = ("copy", "capture", "lag", "memory", "scaleout", "cutover", "targets", "copy-command")
 
 
@@ -32,6 +34,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--out", type=Path, default=OUT, help="where results.md and the PNGs go (default: bench/)"
     )
     ap.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
+    ap.add_argument(
+        "--render-only",
+        action="store_true",
+        help="write OUT/results.md again from the measurements OUT/results.pickle saved (no services)",
+    )
     g = ap.add_argument_group("1. initial copy")
     g.add_argument("--threads", type=int, default=2000, help="threads in the copied data set")
     g.add_argument("--real-threads", type=int, default=200, help="of which written by the real app")
@@ -41,10 +48,21 @@ def parse(argv: list[str]) -> argparse.Namespace:
     g.add_argument("--capture-events", type=int, default=200_000, help="row changes in the captured WAL")
     g.add_argument("--tx-rows", type=int, default=3, help="rows per transaction in that WAL")
     g = ap.add_argument_group("3. lag")
-    g.add_argument("--lag-seconds", type=float, default=30.0, help="duration of the app load")
-    g.add_argument("--lag-rate", type=float, default=250.0, help="checkpoints/s, all writers together")
+    g.add_argument("--lag-seconds", type=float, default=20.0, help="duration of the app load")
+    g.add_argument("--lag-rate", type=float, default=200.0, help="checkpoints/s, all writers together")
     g.add_argument("--lag-writers", type=int, default=4, help="writer processes")
     g.add_argument("--lag-low-rate", type=float, default=80.0, help="a second, lighter load (0: skip)")
+    g.add_argument(
+        "--lag-roles", nargs="+", choices=["all", "split"], default=["all", "split"], help="processes"
+    )
+    g.add_argument("--lag-appliers", type=int, default=1, help="apply processes with --lag-roles split")
+    g.add_argument(
+        "--lag-stores",
+        nargs="+",
+        choices=["moto", "dynalite"],
+        default=["moto", "dynalite"],
+        help="DynamoDBs",
+    )
     g = ap.add_argument_group("4. memory")
     g.add_argument("--memory-events", type=int, default=100_000, help="backlog size (the issue asks 1M)")
     g = ap.add_argument_group("5. scale-out")
@@ -84,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # the broker's refused connections at exit
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.render_only:
+        return _render(args.out)
     profile = not args.no_profile
     started = time.monotonic()
     results: list[Result] = []
@@ -107,7 +127,14 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(capture.run(s, cap, args.out))
             elif name == "lag":
                 rates = [args.lag_rate] + ([args.lag_low_rate] if args.lag_low_rate else [])
-                lp = lag.Params(seconds=args.lag_seconds, writers=args.lag_writers, rate=args.lag_rate)
+                lp = lag.Params(
+                    seconds=args.lag_seconds,
+                    writers=args.lag_writers,
+                    rate=args.lag_rate,
+                    stores=tuple(args.lag_stores),
+                    roles=tuple(args.lag_roles),
+                    appliers=args.lag_appliers,
+                )
                 results.append(lag.run_rates(s, lp, rates, args.out))
             elif name == "memory":
                 results.append(
@@ -132,16 +159,24 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{name}: {results[-1].measured} ({results[-1].seconds:.0f} s)")
     total = time.monotonic() - started
     command = "python -m bench" + (" " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else "")
-    params = {k: v for k, v in vars(args).items() if k not in ("out", "only")}
+    params = {k: v for k, v in vars(args).items() if k not in ("out", "only", "render_only")}
+    saved = {"results": results, "command": command, "params": params, "total": total}
+    (args.out / PICKLE).write_bytes(pickle.dumps(saved))  # measurements first: the text can be redone
+    return _render(args.out)
+
+
+def _render(out: Path) -> int:
+    saved = pickle.loads((out / PICKLE).read_bytes())
+    results, params = saved["results"], saved["params"]
     path = write(
         results,
-        command=command,
+        command=saved["command"],
         params=params,
-        total_seconds=total,
+        total_seconds=saved["total"],
         extra_sections=extras(results, params),
-        outdir=args.out,
+        outdir=out,
     )
-    log(f"wrote {path} in {total / 60:.1f} min")
+    log(f"wrote {path} (measured in {saved['total'] / 60:.1f} min)")
     return 0
 
 

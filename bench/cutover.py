@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import data
-from bench.env import DaemonProcess, Services, log, wait_caught_up
+from bench.env import DaemonProcess, Services, dynalite_server, log, wait_caught_up
 from bench.report import Result, md_table, pct
 from replicator.embedded.services import create_dynamodb_table
 from replicator.state import PostgresStateStore
@@ -95,21 +95,13 @@ def _dynamodb(s: Services) -> Iterator[tuple[str, str, str]]:
     moto. moto sorts the whole table on every Query, so the gate's and the check's reads slow
     down as the run writes (one cutover took 8 minutes at cutover 17 of 20 on moto): that is
     moto, not the switch. dynalite keeps a table ordered by key, as DynamoDB does."""
-    try:
-        from tests.services.dynalite import EmbeddedDynalite
-
-        dynalite = EmbeddedDynalite()
-        dynalite.start()
-    except Exception as exc:  # not installed: moto, and the section says so
-        log(f"cutover: dynalite unavailable ({exc}); the target is moto")
-        yield "moto", s.moto.endpoint_url, s.table("cutover")
-        return
-    try:
+    with dynalite_server() as dynalite:
+        if dynalite is None:
+            yield "moto", s.moto.endpoint_url, s.table("cutover")
+            return
         table = s.unique("cutover")
         create_dynamodb_table(dynalite.endpoint_url, table)
         yield "dynalite", dynalite.endpoint_url, table
-    finally:
-        dynalite.stop()
 
 
 def run(s: Services, p: Params, outdir: Path) -> Result:

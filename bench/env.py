@@ -222,6 +222,25 @@ def services() -> Iterator[Services]:
         yield Services(pg, broker, moto, workdir)
 
 
+@contextlib.contextmanager
+def dynalite_server() -> Iterator[Any | None]:
+    """dynalite (the second DynamoDB of ``tests/services``, installed by ``npm ci``) for one
+    figure, or None when it is not installed (the figure then says it ran on moto only)."""
+    try:
+        from tests.services.dynalite import EmbeddedDynalite
+
+        server = EmbeddedDynalite()
+        server.start()
+    except Exception as exc:
+        log(f"dynalite unavailable ({exc}); moto only")
+        yield None
+        return
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def to_toml(data: dict[str, Any]) -> str:
     """The small TOML subset a daemon config needs (tables, arrays of tables, scalars)."""
 
@@ -349,7 +368,7 @@ def run_publisher_until(
     thread = threading.Thread(target=run, daemon=True)
     t0 = time.monotonic()
     thread.start()
-    while not done() or publisher._pending:
+    while not done() or publisher.unacknowledged_bytes:
         if errors or not thread.is_alive():
             raise RuntimeError(f"publisher stopped: {errors}")
         if timeout is not None and time.monotonic() - t0 > timeout:

@@ -5,10 +5,11 @@ The "before" of before/after is the previous committed run (``bench/previous.py`
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from bench import previous, profile
-from bench.report import Result, fmt_rate, md_table
+from bench.report import Result, cores, fmt_rate, md_table
 
 DAEMON_STAGES = [
     "Publisher.run",
@@ -37,17 +38,33 @@ CAPTURE_STAGES = [
     "NetworkSelector.wakeup",
     "RecordAccumulator.append",
     "codec.py:encode",
-    "Publisher._flush",
+    "Publisher._settle",
 ]
+ROLES = {"all": "capture and apply in one process", "split": "capture and apply in two processes"}
+STAGE_NAMES = ("commit to produced", "waiting in Kafka", "the batch's apply")
 
 
 def _get(results: list[Result], key: str) -> Result | None:
     return next((r for r in results if r.key == key), None)
 
 
+def _cores() -> int:
+    return os.cpu_count() or 1
+
+
+def sink_threads() -> int:
+    """Requests in flight per apply process of a DynamoDB target by default (``concurrency``)."""
+    from connectors.sinks.dynamodb_config import DynamoDBTargetConfig
+
+    return int(DynamoDBTargetConfig.model_fields["concurrency"].default)
+
+
 def sections(results: list[Result], params: dict[str, Any] | None = None) -> list[str]:
     out = [_profiles(results), _before_after(results, params), _limits(results), _method(results)]
     return [s for s in out if s]
+
+
+# ------------------------------------------------------------------------------------------ profiles
 
 
 def _profiles(results: list[Result]) -> str:
@@ -59,7 +76,8 @@ def _profiles(results: list[Result]) -> str:
             "### The daemon working off the backlog of figure 4",
             "",
             "py-spy (`--nonblocking`, 50 Hz) on the `replicator run` process for the whole backlog: the",
-            "publisher, the applier, its 8 sink threads and kafka-python's IO threads. A thread blocked",
+            f"publisher, the applier, its {sink_threads()} sink threads and kafka-python's IO threads. A "
+            "thread blocked",
             "in a system call is idle and not sampled; one that the OS shows running (also while it takes",
             "the GIL back after a socket read) is. Raw stacks: `bench/profiles/daemon.pyspy.txt` (not",
             "committed).",
@@ -90,16 +108,27 @@ def _self(prof: Any, *names: str) -> float:
     return prof.share(sum(c for n, c in prof.self_time.items() if n.endswith(names)))
 
 
+def _self_in(prof: Any, *prefixes: str) -> float:
+    return prof.share(sum(c for n, c in prof.self_time.items() if n.startswith(prefixes)))
+
+
 def _incl(prof: Any, name: str) -> float:
     return prof.share(max((c for n, c in prof.inclusive.items() if n.endswith(name)), default=0))
 
 
 def _product_self(prof: Any) -> float:
-    mine = ("replicator/", "sinks/", "postgres/", "sources/", "connectors/")
-    return prof.share(sum(c for n, c in prof.self_time.items() if n.startswith(mine)))
+    return _self_in(prof, "replicator/", "sinks/", "postgres/", "sources/", "connectors/", "langgraph/")
+
+
+def _usable(prof: Any) -> bool:
+    return prof is not None and not getattr(prof, "error", None) and bool(getattr(prof, "samples", 0))
 
 
 def _daemon_reading(prof: Any) -> str:
+    if not _usable(prof):
+        return ""
+    before = previous.PROFILE_DAEMON
+    api = _incl(prof, "BaseClient._make_api_call")
     connect = _self(
         prof,
         "connection.py:create_connection",
@@ -107,35 +136,49 @@ def _daemon_reading(prof: Any) -> str:
         "socket.py:getaddrinfo",
         "socket.py:socket.__init__",
     )
+    own = _product_self(prof)
+    verdict = (
+        ": applying is the target's round trips, not our planning." if own * 3 < api else " of the samples."
+    )
     return (
-        f"Reading: {_incl(prof, 'BaseClient._make_api_call'):.0f}% of the daemon's active samples are "
-        f"inside botocore calls to the target; {connect:.0f}% of all samples go to opening and closing a TCP "
-        "connection per request (moto answers every request with `Connection: close`; DynamoDB keeps "
-        f"connections), and `uuid4` shows {_self(prof, 'uuid.py:uuid4'):.0f}%: botocore's per-request "
-        "invocation id, a 2 µs call, so these samples are most likely threads waiting to take the GIL back "
-        "after `os.urandom`. "
-        f"Request signing (`SigV4Auth.payload` {_self(prof, 'auth.py:SigV4Auth.payload'):.0f}%) and "
-        "serialisation come next. The replicator's own code (self time in `replicator/` and "
-        f"`connectors/`) is {_product_self(prof):.0f}%: applying is the target's round trips, not our "
-        "planning."
+        f"Reading: {api:.0f}% of the daemon's active samples are inside botocore calls to the target "
+        f"({before['BaseClient._make_api_call']:.0f}% in the run of {previous.COMMIT}); {connect:.0f}% of "
+        "all samples go to opening and closing a TCP connection per request (moto answers every request "
+        "with `Connection: close`; DynamoDB keeps connections), and `uuid4` shows "
+        f"{_self(prof, 'uuid.py:uuid4'):.0f}%: botocore's per-request invocation id, a 2 µs call, so these "
+        "samples are most likely threads waiting to take the GIL back after `os.urandom`. Request signing "
+        f"(`SigV4Auth.payload` {_self(prof, 'auth.py:SigV4Auth.payload'):.0f}%) and serialisation come "
+        "next; botocore's client-side parameter validation (`botocore/validate.py`), turned off by the "
+        f"sink since the run of {previous.COMMIT}, has {_self_in(prof, 'botocore/validate.py'):.1f}% self "
+        f"time. The applier (`Applier._apply`, inclusive) is {_incl(prof, 'Applier._apply'):.0f}% "
+        f"({before['Applier._apply']:.0f}% before), the blob prefetch (`_Planner._prefetch`) "
+        f"{_incl(prof, '_Planner._prefetch'):.1f}% ({before['DynamoDBSink._prefetch']:.1f}% before, as "
+        "`DynamoDBSink._prefetch`). The replicator's own code (self time in `replicator/` and "
+        f"`connectors/`) is {own:.0f}%" + verdict
     )
 
 
 def _capture_reading(prof: Any) -> str:
+    if not _usable(prof):
+        return ""
     before = previous.PROFILE_CAPTURE
     return (
         f"Reading: the source (`PostgresSource._stream`) is {_incl(prof, 'PostgresSource._stream'):.0f}% of "
-        f"the publisher thread ({before['PostgresSource._stream']:.0f}% in the previous run, commit "
-        f"{previous.COMMIT}), of which pgoutput decoding {_incl(prof, 'PgOutputDecoder.decode'):.0f}% "
-        f"(`tuple_data` alone {_self(prof, 'pgoutput.py:_Reader.tuple_data'):.0f}%, JSONB "
-        f"{_incl(prof, '_jsonb_binary'):.1f}% with msgspec against {before['_jsonb_binary']:.1f}% with "
-        "`json.loads` before) and frozen-dataclass construction "
-        f"{_self(prof, '__create_fn__.<locals>.__init__'):.1f}% (per-row messages are `msgspec.Struct`s "
-        f"now; {before['__create_fn__.<locals>.__init__']:.1f}% before); kafka-python's `send` is "
-        f"{_incl(prof, 'KafkaProducer.send'):.0f}% (record accumulator, pure-Python murmur2 "
-        f"{_self(prof, 'default.py:murmur2'):.0f}%, sender wake-ups). Our encoding (`codec.encode`, msgspec) "
-        f"is {_incl(prof, 'codec.py:encode'):.0f}%."
+        f"the publisher thread ({before['PostgresSource._stream']:.0f}% in the run of {previous.COMMIT}), "
+        f"of which pgoutput decoding {_incl(prof, 'PgOutputDecoder.decode'):.0f}% (`tuple_data` alone "
+        f"{_self(prof, 'pgoutput.py:_Reader.tuple_data'):.0f}%, JSONB {_incl(prof, '_jsonb_binary'):.1f}%); "
+        f"kafka-python's `send` is {_incl(prof, 'KafkaProducer.send'):.0f}% "
+        f"({before['KafkaProducer.send']:.0f}% before: record accumulator, pure-Python murmur2 "
+        f"{_self(prof, 'default.py:murmur2'):.0f}% now, sender wake-ups). Confirming acknowledged units "
+        f"(`Publisher._settle`, which waits for acks only at the bound, when the source is idle and on "
+        f"stop) is {_incl(prof, 'Publisher._settle'):.1f}%; `Publisher._flush`, which waited for every ack "
+        f"every 50 ms, was {before['Publisher._flush']:.1f}% (py-spy leaves out threads the OS shows "
+        "blocked: these shares are mostly the work, not the wait). Our encoding (`codec.encode`, msgspec) is "
+        f"{_incl(prof, 'codec.py:encode'):.0f}%."
     )
+
+
+# ------------------------------------------------------------------------------------- before / after
 
 
 def _ratio(ratio: float, rate: float, base: float, unit: str) -> str:
@@ -168,6 +211,42 @@ def _size_differences(params: dict[str, Any] | None) -> list[str]:
         for k, v in previous.PARAMS.items()
         if k in params and params[k] != v
     ]
+
+
+def _rows(runs: list[dict[str, Any]], store: str, roles: str) -> list[dict[str, Any]]:
+    """This run's lag rows of one store and process layout, the highest paced rate first."""
+    return sorted(
+        (r for r in runs if r.get("store") == store and r.get("roles") == roles), key=lambda r: -r["paced"]
+    )
+
+
+def _row(runs: list[dict[str, Any]], store: str, roles: str, paced: float) -> dict[str, Any] | None:
+    return next((r for r in _rows(runs, store, roles) if r["paced"] == paced), None)
+
+
+def lag_pairs(runs: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """Each row of the previous run (moto, one process) with this run's moto row in one process at
+    the same paced rate, else at the rate of the same rank (highest with highest)."""
+    left = _rows(runs, "moto", "all")
+    exact: dict[int, dict[str, Any]] = {}
+    for i, before in enumerate(previous.LAG):
+        match = next((r for r in left if r["paced"] == before["paced"]), None)
+        if match is not None:
+            left.remove(match)
+            exact[i] = match
+    pairs: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+    for i, before in enumerate(previous.LAG):
+        now = exact.get(i)
+        if now is None and left:
+            now = left.pop(0)
+        pairs.append((before, now))
+    return pairs
+
+
+def _paced(before: dict[str, Any], now: dict[str, Any] | None) -> str:
+    if now is not None and now["paced"] != before["paced"]:
+        return f"paced {before['paced']:.0f} -> {now['paced']:.0f} checkpoints/s"
+    return f"paced {before['paced']:.0f} checkpoints/s"
 
 
 def _before_after(results: list[Result], params: dict[str, Any] | None = None) -> str:
@@ -209,19 +288,17 @@ def _before_after(results: list[Result], params: dict[str, Any] | None = None) -
             ],
         ]
     lag = _get(results, "lag")
-    if lag is not None:
-        runs = lag.data["runs"]
-        for i, before in enumerate(previous.LAG):
-            now = runs[i] if i < len(runs) else None
-            rows.append(
-                [
-                    f"3. Lag, paced {before['paced']:.0f} checkpoints/s",
-                    _lag_cell(before),
-                    _lag_cell(now) if now else "not run",
-                    f"p99 {_x(now['p99'], before['p99'])}" if now else "",
-                    _load(results, "lag"),
-                ]
-            )
+    pairs = lag_pairs(lag.data["runs"]) if lag is not None else []
+    for before, now in pairs:
+        rows.append(
+            [
+                f"3. Lag on moto, capture and apply in one process, {_paced(before, now)}",
+                _lag_cell(before),
+                _lag_cell(now) if now else "not run",
+                f"p99 {_x(now['p99'], before['p99'])}" if now else "",
+                _load(results, "lag"),
+            ]
+        )
     memory = _get(results, "memory")
     if memory is not None:
         d = memory.data
@@ -236,8 +313,8 @@ def _before_after(results: list[Result], params: dict[str, Any] | None = None) -
             ]
         )
         before_1m = (
-            f"levels off at about {previous.MEMORY_1M_LEVEL_MIB:.0f} MiB (peak "
-            f"{previous.MEMORY_1M_PEAK_MIB:.0f} MiB over {previous.MEMORY_1M_EVENTS:,} events)"
+            f"peak {previous.MEMORY_1M_PEAK_MIB:.0f} MiB over {previous.MEMORY_1M_EVENTS:,} events "
+            f"(2nd half {previous.MEMORY_1M_GROWTH:+.0%})"
         )
         prior = d.get("memory_1m")
         if d.get("full"):
@@ -277,12 +354,13 @@ def _before_after(results: list[Result], params: dict[str, Any] | None = None) -
         rows,
         right=5,
     )
-    changes = "\n".join(f"{i}. {c}" for i, c in enumerate(previous.CHANGES, 1))
+    changes = "\n".join(f"{i}. {c}." for i, c in enumerate(previous.CHANGES, 1))
+    method = "\n".join(f"- {c}." for c in previous.METHOD_CHANGES)
     differ = _size_differences(params)
     sizes = (
         "\n\n**This run's sizes differ from the previous run's** ("
         + ", ".join(differ)
-        + "): its rows measure other workloads, and the comparison says even less."
+        + "): those rows measure other workloads, and the comparison says even less."
         if differ
         else ""
     )
@@ -290,33 +368,63 @@ def _before_after(results: list[Result], params: dict[str, Any] | None = None) -
         "## Before / after: the previous committed run and this one",
         "",
         f'"Before" is the run whose `bench/results.md` was committed in {previous.COMMIT} (the default '
-        f"`python -m bench`, on the code before commit {previous.CHANGES_COMMIT}; its figures are the "
-        f'constants of `bench/previous.py`); "after" is this run. They are **two different runs** on a '
-        "machine shared with other work, under different loads (last column: the 1-minute load average "
-        "before the figure, then and now), and the copy, lag and scale-out figures are bounded by moto, "
-        "which shares the cores with that work: only large changes mean anything, and a change of a few "
-        "tens of percent can come from the load alone." + sizes,
+        f"`python -m bench` of the time, on the code of that commit; its figures are the constants of "
+        f'`bench/previous.py`); "after" is this run. They are **two different runs** on a machine shared '
+        "with other work, under different loads (last column: the 1-minute load average before the "
+        "figure, then and now), and the copy and scale-out figures and the lag rows below are bounded by "
+        "moto, which shares the cores with that work: only large changes mean anything, and a change of "
+        "a few tens of percent can come from the load alone." + sizes,
         "",
-        f"Product changes between the two runs (commit {previous.CHANGES_COMMIT}, recommendations 1-4 of "
-        "the previous run):",
+        f"Product changes on the measured paths since that run ({previous.CHANGES_COMMIT}):",
         "",
         changes,
+        "",
+        "Other commits since then also touched these paths: they restructured them (the DynamoDB sink, "
+        "for one, is now a LangGraph layer without I/O in `connectors/langgraph/` over a DynamoDB "
+        "layout) or added features around them (cutover, other sources and targets); they are not "
+        "listed one by one. The method changed too:",
+        "",
+        method,
         "",
         table,
         "",
     ]
+    if pairs:
+        parts += [_lag_note(pairs), ""]
     if capture is not None:
         parts.append(_prototype(capture))
     return "\n".join(parts)
+
+
+def _lag_note(pairs: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> str:
+    moved = [(b, n) for b, n in pairs if n is not None and n["paced"] != b["paced"]]
+    text = (
+        "The lag rows compare the previous run's rows (moto, `replicator run` with capture and apply in "
+        "one process) with this run's moto rows with the same process layout (\"all\"); this run's "
+        "dynalite rows and its split rows have no before."
+    )
+    if moved:
+        text += " " + "; ".join(
+            f"The paced rate changed from {b['paced']:.0f} to {n['paced']:.0f} checkpoints/s"
+            for b, n in moved
+        )
+        text += " (the default load is now the issue's goal), so that row compares two different loads."
+    return text
 
 
 def _prototype(capture: Result) -> str:
     rates = capture.data["rates"]
     base = rates["pg_recvlogical"]
     gain = rates["publish+"] / rates["publish"]
-    low, high = previous.PROTOTYPE_DEV_RANGE
     before_gain = previous.PROTOTYPE_PUBLISH_RATE / previous.CAPTURE_PUBLISH_RATE
     before_rates = f"{fmt_rate(previous.PROTOTYPE_PUBLISH_RATE)} vs {fmt_rate(previous.CAPTURE_PUBLISH_RATE)}"
+    prof: Any = capture.data.get("profile")
+    send = (
+        f" (`KafkaProducer.send` is {_incl(prof, 'KafkaProducer.send'):.0f}% of the publisher thread in "
+        "the capture profile)"
+        if _usable(prof)
+        else ""
+    )
     table = md_table(
         ["capture path", "product", "prototype", "change"],
         [
@@ -336,25 +444,17 @@ slot created at the same LSN.
 
 {table}
 
-The prototype is worth little: this run measured {gain:.2f}x; the previous run measured
-{before_gain:.2f}x ({before_rates} events/s, then on top of the source-side prototype now in the
-product), and the same comparison ranged from about {low}x to {high}x across development runs
-before it. The publisher's cost is kafka-python's per-record work in Python (`KafkaProducer.send`,
-the record accumulator, and its sender thread competing with the publisher thread for the GIL: see
-the capture profile), not the partitioner or the linger. What would move it is fewer records or a
-client in C: recommendation 5 below.
+This run measured {gain:.2f}x; the run of {previous.COMMIT} measured {before_gain:.2f}x ({before_rates}
+events/s). The prototype subclasses the product's `Publisher`, so each run's prototype carries that
+run's publisher: this one collects acks without stopping the source (change 1 above), the previous
+one waited for every ack every 50 ms. A partition cache and a longer linger change how kafka-python
+batches, not its per-record work in Python{send}, nor its sender thread competing with the publisher
+thread for the GIL. What would remove that work is fewer records or a client in C: recommendation 5
+below.
 """
 
 
-def _lookups_text(runs: list[dict[str, Any]]) -> str:
-    parts = [
-        f"{r['lookups'] / max(1, r['conversations']):.1f} blob states per conversation at {r['rate']:.0f} "
-        f"checkpoints/s ({r['lookups']:,} over {r['conversations']:,} conversations), in "
-        f"{r['batches_looked_up']:,} of {r['batches']:,} batches"
-        for r in runs
-        if "lookups" in r
-    ]
-    return "; ".join(parts)
+# ------------------------------------------------------------------------------------- limits
 
 
 def _limits(results: list[Result]) -> str:
@@ -363,44 +463,35 @@ def _limits(results: list[Result]) -> str:
     scale = _get(results, "scaleout")
     memory = _get(results, "memory")
     capture = _get(results, "capture")
+    n = _cores()
     lines = ["## What limits each figure on this machine, and what to change in the product", ""]
     if copy is not None:
-        rep = copy.data["replicator"]
-        cpu = rep.get("cpu", {})
-        lines += [
-            f"- **Initial copy ({copy.data['ratio']:.1f}x).** Both paths spend their time in moto, a single "
-            "Python process answering one HTTP request per connection (`Connection: close`): about 6 ms per "
-            "`PutItem` and 10-15 ms per 25-item `BatchWriteItem` with 8 in flight. The baseline makes one "
-            "request per item; the replicator one per 25 items, but writes more items (its blob state and "
-            "write index, about 10.5 items per checkpoint against 7.7). During the copy moto used "
-            f"{cpu.get('moto', 0):.2f} cores and the daemon {cpu.get('daemon', 0):.2f}: neither saturates a "
-            "core; moto's latency under its own GIL is the limit. Against DynamoDB, whose latency does not "
-            "grow with parallel requests, the ratio would be larger (not measured here).",
-        ]
-    lag_runs: list[dict[str, Any]] = lag.data["runs"] if lag is not None else []
-    if lag is not None:
-        stage_text = "; ".join(
-            f"at {r['rate']:.0f} checkpoints/s: commit to produced {r['stages_p50'][0]:.0f} ms, waiting "
-            f"in Kafka {r['stages_p50'][1]:.0f} ms, the batch's apply {r['stages_p50'][2]:.0f} ms"
-            for r in lag_runs
+        cpu = copy.data.get("replicator", {}).get("cpu", {})
+        moto, daemon = cpu.get("moto", 0.0), cpu.get("daemon", 0.0)
+        saturated = (
+            "neither saturates a core; moto's latency under its own GIL is the limit"
+            if max(moto, daemon) < 0.9
+            else "one of them is close to a whole core"
         )
         lines += [
-            f"- **Lag ({lag.measured}).** Medians per stage, {stage_text}. At the goal load the applier "
-            "cannot keep up: each batch takes as long as moto needs for its `BatchWriteItem`s (moto shares "
-            "the 2 cores with the app's writers, Postgres, the daemon and other work on the machine), so "
-            "events queue in Kafka, and the publisher, in the same process as the applier's 8 sink threads, "
-            "slows down too. Where nothing queues, what remains is the latency floor of one batch: a "
-            "prefetch of referenced blobs (a `BatchGetItem`), then the payload items, then the meta items, "
-            "each phase a moto round trip waiting for the previous one, plus the offset commit and position "
-            "save before the next poll.",
+            f"- **Initial copy ({copy.data['ratio']:.1f}x).** Both paths spend their time in moto, a single "
+            "Python process answering one HTTP request per connection (`Connection: close`). The baseline "
+            "makes one request per item (`PutItem` for each checkpoint, payload chunk and write); the "
+            f"replicator one `BatchWriteItem` per 25 items, with up to {sink_threads()} requests in flight. "
+            f"During the copy moto used {moto:.2f} cores and the daemon {daemon:.2f}: {saturated}. Against "
+            "DynamoDB, whose latency does not grow with parallel requests, the ratio would be larger (not "
+            "measured here).",
         ]
+    lag_runs: list[dict[str, Any]] = lag.data["runs"] if lag is not None else []
+    if lag is not None and lag_runs:
+        lines += [_lag_limits(lag, lag_runs, n)]
     if scale is not None:
         res = scale.data["results"]
         ddb, plan = res.get("dynamodb", {}), res.get("planning only", {})
         if ddb and plan:
             one = min(ddb)
             gains = ", ".join(
-                f"{ddb[n]['rate'] / ddb[one]['rate']:.2f}x with {n}" for n in sorted(ddb) if n != one
+                f"{ddb[k]['rate'] / ddb[one]['rate']:.2f}x with {k}" for k in sorted(ddb) if k != one
             )
             headroom = plan[min(plan)]["rate"] / ddb[one]["rate"]
             plan_rates = [v["rate"] for v in plan.values()]
@@ -409,7 +500,7 @@ def _limits(results: list[Result]) -> str:
                 f"- **Scale-out ({gains} consumers, against 1).** Without writes (the planning-only rows: "
                 f"consume, decode, reassemble and plan every item) one applier process is {headroom:.0f}x "
                 "faster than with them, so the writes to the target are the limit, not the appliers. moto is "
-                "one Python process (a thread per connection, one GIL) on 2 shared cores: more applier "
+                f"one Python process (a thread per connection, one GIL) on {n} shared cores: more applier "
                 "processes mean more concurrent requests to it, not more capacity. Against DynamoDB, which "
                 "scales with partitions, more consumers would be expected to add throughput up to the "
                 "appliers' own limit (not measurable here). The planning-only rates swing between runs (from "
@@ -424,16 +515,117 @@ def _limits(results: list[Result]) -> str:
         ]
     lines += [
         "",
-        f"Applied since the previous run (commit {previous.CHANGES_COMMIT}; the previous run's "
-        "recommendations 1-4), and what this run shows of them:",
+        f"Applied since the previous run ({previous.CHANGES_COMMIT}), and what this run shows of them:",
         "",
-        *_applied(capture, memory, lag_runs),
+        *_applied(capture, memory, scale, lag_runs),
         "",
-        "Still recommended (not applied):",
+        "Still recommended (not applied; numbered on from recommendations 1-4 of the run of 46451f1):",
         "",
         *_recommended(capture, lag_runs),
     ]
     return "\n".join(lines)
+
+
+def _stages(r: dict[str, Any]) -> str:
+    return " / ".join(f"{v:.0f}" for v in r["stages_p50"]) + " ms"
+
+
+def _lag_run_text(r: dict[str, Any]) -> str:
+    return (
+        f"{ROLES.get(r['roles'], r['roles'])}: p50 {r['p50']:.0f} ms, p99 {r['p99']:.0f} ms at "
+        f"{r['rate']:.0f} checkpoints/s, stage medians {_stages(r)}, cores {cores(r['cpu'])}"
+    )
+
+
+def _stores(runs: list[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(r["store"] for r in runs))
+
+
+def _high(runs: list[dict[str, Any]]) -> float:
+    return max((r["paced"] for r in runs), default=0.0)
+
+
+def split_pairs(runs: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Per store, this run's one-process and split rows at the highest paced rate."""
+    pairs = []
+    for store in _stores(runs):
+        one, two = _row(runs, store, "all", _high(runs)), _row(runs, store, "split", _high(runs))
+        if one is not None and two is not None:
+            pairs.append((one, two))
+    return pairs
+
+
+def _lag_limits(lag: Result, runs: list[dict[str, Any]], n: int) -> str:
+    high = _high(runs)
+    items = []
+    for store in _stores(runs):
+        rows = [r for r in runs if r["store"] == store and r["paced"] == high]
+        if rows:
+            items.append(
+                f"  - {store} (floor: p50 {rows[0]['floor_p50']:.0f} ms, p99 {rows[0]['floor_p99']:.0f} ms "
+                "per saver call straight into it under the same load): "
+                + "; ".join(_lag_run_text(r) for r in rows)
+                + "."
+            )
+    low = [r for r in runs if r["paced"] != high]
+    if low:
+        items.append(
+            "  - At the lighter load: "
+            + "; ".join(
+                f"{r['store']}, {r['roles']}: p50 {r['p50']:.0f} ms, p99 {r['p99']:.0f} ms at "
+                f"{r['rate']:.0f} checkpoints/s (floor p99 {r['floor_p99']:.0f} ms)"
+                for r in low
+            )
+            + "."
+        )
+    load = []
+    for store in _stores(runs):
+        r = _row(runs, store, "all", high) or next(x for x in runs if x["store"] == store)
+        cpu = r["cpu"]
+        others = cpu.get("writers", 0.0) + cpu.get("postgres", 0.0) + cpu.get(store, 0.0)
+        total = sum(cpu.values())
+        share = "most" if others > total / 2 else "less than half"
+        load.append(
+            f"on {store} ({r['roles']}) writers {cpu.get('writers', 0.0):.2f}, Postgres "
+            f"{cpu.get('postgres', 0.0):.2f} and {store} {cpu.get(store, 0.0):.2f} cores, {share} of the "
+            f"{total:.2f} cores the measured processes used (the replicator {cpu.get('daemon', 0.0):.2f})"
+        )
+    split_text = []
+    for one, two in split_pairs(runs):
+        shorter = [
+            f"{STAGE_NAMES[i]} {one['stages_p50'][i]:.0f} -> {two['stages_p50'][i]:.0f} ms" for i in (0, 1)
+        ]
+        verdict = (
+            "shortened both"
+            if all(two["stages_p50"][i] < one["stages_p50"][i] for i in (0, 1))
+            else "did not shorten both"
+        )
+        split_text.append(
+            f"on {one['store']}, splitting {verdict} ({', '.join(shorter)} at the median; p99 lag "
+            f"{one['p99']:.0f} -> {two['p99']:.0f} ms)"
+        )
+    split = " In this run, " + "; ".join(split_text) + "." if split_text else ""
+    met = "n/a" if lag.met is None else ("met" if lag.met else "not met")
+    head = (
+        f"- **Lag (goal {lag.goal}: {met}).** At {high:.0f} checkpoints/s paced, per store, each process "
+        "layout with its stage medians (commit to produced / waiting in Kafka / the batch's apply) and "
+        "the cores used while writing:"
+    )
+    reading = (
+        f"  On {n} shared cores the app's writers, Postgres and the store use much of the CPU while "
+        "writing: "
+        + "; ".join(load)
+        + f". In one process the daemon runs the publisher, the applier and {sink_threads()} sink "
+        "threads under one GIL, so decoding and producing wait behind the sink's threads, and so does the "
+        "applier's own planning; splitting the roles into two processes (`replicator run --role capture` "
+        "and `--role apply`) gives each its own GIL, which is meant to shorten commit to produced and the "
+        "wait in Kafka."
+        + split
+        + " What remains per batch is the sequential round trips of one batch: the blob prefetch "
+        "(`BatchGetItem`), then the payload items, then the meta items, each phase waiting for the "
+        "previous one, then the Kafka offset commit and the position save before the next poll."
+    )
+    return "\n".join([head, "", *items, "", reading])
 
 
 def _memory_text(memory: Result) -> str:
@@ -441,11 +633,11 @@ def _memory_text(memory: Result) -> str:
     text = (
         "The daemon's RSS grows while the backlog is applied until the blob cache is full. The cache "
         "(`blob_cache_bytes`, 64 MiB by default) fills with every blob and every known-absent blob of the "
-        f"threads seen; since commit {previous.CHANGES_COMMIT} it counts its entries, keys and index as "
-        "`sys.getsizeof` measures them, so the budget bounds the cache's real memory (the previous "
-        f"accounting, payload bytes plus 128 bytes per entry, undercounted about "
-        f"{previous.BLOB_CACHE_UNDERCOUNT}x with this app's small blobs). The second half of this run "
-        f"peaked {d['growth']:+.0%} against the first (see (3) below for the previous run)."
+        "threads seen, and counts its entries, keys and index as `sys.getsizeof` measures them, so the "
+        "budget bounds the cache's real memory. The second half of this run peaked "
+        f"{d['growth']:+.0%} against the first; the run of {previous.COMMIT} peaked at "
+        f"{previous.MEMORY_PEAK_MIB:.0f} MiB over {previous.MEMORY_EVENTS:,} events "
+        f"({previous.MEMORY_GROWTH:+.0%})."
     )
     if d.get("full"):
         return text + " This run has the issue's size (1M events)."
@@ -454,90 +646,110 @@ def _memory_text(memory: Result) -> str:
         return text + " No 1M-event run is in bench/memory-1m/."
     if prior["predates"]:
         return text + (
-            f" The 1M-event run in bench/memory-1m/ predates the cache fix (made at commit "
-            f"{previous.COMMIT}; not rerun since): it levels off at about {previous.MEMORY_1M_LEVEL_MIB:.0f} "
-            f"MiB after some {previous.MEMORY_1M_LEVEL_AFTER // 1000}k events, over the 300 MB goal, with "
-            "the old accounting; whether the current code stays under the goal at that size needs a "
-            "rerun of it."
+            f" The 1M-event run in bench/memory-1m/ is still the one of {previous.COMMIT}: peak "
+            f"{prior['peak']:.0f} MiB over {prior['events']:,} events, second half "
+            f"{previous.MEMORY_1M_GROWTH:+.0%}, under the 300 MB goal. It ran before the changes listed "
+            f"above ({sink_threads()} requests in flight instead of 8, acks collected per source unit); "
+            "whether they change the footprint at that size needs a rerun of it."
         )
     return text + (
         f" The 1M-event run in bench/memory-1m/ (rerun after {previous.COMMIT}): peak "
-        f"{prior['peak']:.0f} MiB over {prior['events']:,} events."
+        f"{prior['peak']:.0f} MiB over {prior['events']:,} events (the run of {previous.COMMIT}: "
+        f"{previous.MEMORY_1M_PEAK_MIB:.0f} MiB)."
     )
 
 
-def _applied(capture: Result | None, memory: Result | None, lag_runs: list[dict[str, Any]]) -> list[str]:
-    before = previous.PROFILE_CAPTURE
-    cap_prof: Any = capture.data.get("profile") if capture else None
+def _applied(
+    capture: Result | None, memory: Result | None, scale: Result | None, lag_runs: list[dict[str, Any]]
+) -> list[str]:
+    pairs = [(b, n) for b, n in lag_pairs(lag_runs) if n is not None]
+
+    publisher = []
     if capture is not None:
         rates = capture.data["rates"]
-        source = (
-            " Together with (2) it acts on the source row of figure 2: "
-            f"{fmt_rate(rates['source'])} events/s, {capture.data['ratio']:.2f} of pg_recvlogical in this "
-            f"run, against {fmt_rate(previous.CAPTURE_SOURCE_RATE)} and {previous.CAPTURE_RATIO:.2f} in the "
-            "previous one (whose prototype of both measured "
-            f"{previous.PROTOTYPE_SOURCE_RATE / previous.CAPTURE_SOURCE_RATE:.2f}x the unchanged source on "
-            "the same WAL: a gain smaller than what another load can change between runs)."
+        publisher.append(
+            f"Figure 2's publisher row: {fmt_rate(rates['publish'])} events/s, "
+            f"{rates['publish'] / rates['source']:.0%} of the source alone, against "
+            f"{fmt_rate(previous.CAPTURE_PUBLISH_RATE)} "
+            f"({previous.CAPTURE_PUBLISH_RATE / previous.CAPTURE_SOURCE_RATE:.0%}) in the run of "
+            f"{previous.COMMIT} ({_x(rates['publish'], previous.CAPTURE_PUBLISH_RATE)})."
         )
-    else:
-        source = " (Figure 2 was not run.)"
-    jsonb = (
-        " In the capture profile JSONB decoding (`_jsonb_binary`, inclusive) is "
-        f"{_incl(cap_prof, '_jsonb_binary'):.1f}% of the publisher thread, against "
-        f"{before['_jsonb_binary']:.1f}% before."
-        if cap_prof is not None
-        else ""
-    )
-    structs = (
-        " In the capture profile frozen-dataclass `__init__`s take "
-        f"{_self(cap_prof, '__create_fn__.<locals>.__init__'):.1f}% (self time), against "
-        f"{before['__create_fn__.<locals>.__init__']:.1f}% before."
-        if cap_prof is not None
-        else ""
-    )
-    if memory is not None:
-        d = memory.data
-        cache = (
-            f" This run's backlog: peak {d['peak']:.0f} MiB over {d['backlog']:,} events "
-            f"(second half {d['growth']:+.0%}), against {previous.MEMORY_PEAK_MIB:.0f} MiB over "
-            f"{previous.MEMORY_EVENTS:,} before (see the memory bullet above for the 1M-event run)."
+        cap_prof: Any = capture.data.get("profile")
+        if _usable(cap_prof):
+            publisher.append(
+                f"In the capture profile `Publisher._settle` is {_incl(cap_prof, 'Publisher._settle'):.1f}% "
+                "of the publisher thread (`Publisher._flush` "
+                f"{previous.PROFILE_CAPTURE['Publisher._flush']:.1f}% before)."
+            )
+    if pairs:
+        b, now = pairs[0]
+        publisher.append(
+            "Under the lag load (moto, one process), commit to produced had a median of "
+            f"{now['stages_p50'][0]:.0f} ms and a p99 of {now['stages_p99'][0]:.0f} ms at "
+            f"{now['rate']:.0f} checkpoints/s, against {b['stages_p50'][0]:.0f} and "
+            f"{b['stages_p99'][0]:.0f} ms at {b['rate']:.0f} before."
         )
-    else:
-        cache = " (Figure 4 was not run.)"
+
+    sink = []
+    if pairs:
+        sink.append(
+            "Figure 3 on moto with capture and apply in one process, before -> after: "
+            + "; ".join(
+                f"{_paced(b, n)}, p99 {b['p99']:.0f} -> {n['p99']:.0f} ms, at the median the batch's apply "
+                f"{b['stages_p50'][2]:.0f} -> {n['stages_p50'][2]:.0f} ms and waiting in Kafka "
+                f"{b['stages_p50'][1]:.0f} -> {n['stages_p50'][1]:.0f} ms"
+                for b, n in pairs
+            )
+            + "."
+        )
+    dynalite = [r for r in lag_runs if r["store"] == "dynalite" and r["roles"] == "all"]
+    if dynalite:
+        sink.append(
+            "On dynalite, where the development figures were measured, this run's one-process rows "
+            "(no before): "
+            + "; ".join(f"p99 {r['p99']:.0f} ms at {r['rate']:.0f} checkpoints/s" for r in dynalite)
+            + "."
+        )
+    if scale is not None:
+        ddb = scale.data["results"].get("dynamodb", {})
+        common = [k for k in sorted(ddb) if k in previous.SCALEOUT]
+        if common:
+            sink.append(
+                "Figure 5's DynamoDB rows: "
+                + ", ".join(
+                    f"{fmt_rate(ddb[k]['rate'])} records/s with {k} (was {fmt_rate(previous.SCALEOUT[k])})"
+                    for k in common
+                )
+                + "."
+            )
     dprof: Any = memory.data.get("profile") if memory else None
-    prefetch_share = (
-        f" The blob prefetch (`connectors/langgraph/batch.py` `_Planner._prefetch`, formerly "
-        f"`DynamoDBSink._prefetch`) is {_incl(dprof, '_Planner._prefetch'):.1f}% of the daemon profile "
-        f"(inclusive; {previous.PROFILE_DAEMON['DynamoDBSink._prefetch']:.1f}% before)."
-        if dprof is not None
-        else ""
-    )
-    lookups = _lookups_text(lag_runs)
-    lookups_text = (
-        f" Under the lag load of figure 3 the sink looked up {lookups}, against "
-        f"{previous.LOOKUPS_PER_CONVERSATION} per conversation, all misses, before (counted in a "
-        "development run). Each batch with any lookup still waits for one `BatchGetItem` round trip "
-        "before its writes: channels that are not inline are still looked up when their blob is neither "
-        "in the batch nor in the cache, among them the consumed triggers (`branch:to:*`, `__start__` "
-        "after its step), which have no blob at all (recommendation 6)."
-        if lookups
-        else ""
-    )
+    if _usable(dprof):
+        validate = _self_in(dprof, "botocore/validate.py")
+        sink.append(f"In the daemon profile `botocore/validate.py` has {validate:.1f}% self time.")
+
+    roles = []
+    splits = split_pairs(lag_runs)
+    if splits:
+        roles.append(
+            "Figure 3's split rows run these roles (a `--role capture` process beside `--role apply`): "
+            + "; ".join(
+                f"on {one['store']} p99 {two['p99']:.0f} ms against {one['p99']:.0f} ms in one process"
+                for one, two in splits
+            )
+            + " (recommendation 7)."
+        )
+
+    def item(change: str, shown: list[str]) -> str:
+        return f"- {change}." + (" " + " ".join(shown) if shown else " (Not measured in this run.)")
+
+    publisher_change, sink_change, applier_change = previous.CHANGES
     return [
-        "1. `connectors/sources/postgres/pgoutput.py`, `_jsonb_binary` / `_json_text`: JSON and JSONB "
-        "decoded with `msgspec.json.decode` instead of `json.loads` (falling back to `json.loads` for what "
-        "msgspec refuses: same values, same errors)." + jsonb + source,
-        "2. `pgoutput.py` `Begin`, `Commit`, `Insert`, `Update`, `Delete` and `stream.py` `RawMessage`: "
-        "frozen `msgspec.Struct`s (built in C) instead of `@dataclass(frozen=True)`, whose `__init__` sets "
-        "each field with `object.__setattr__`, once per row and message." + structs,
-        "3. `connectors/sinks/dynamodb.py`, `_BlobCache`: one string key per entry, shared type strings, "
-        "and an accounting by `sys.getsizeof` of the keys, values, LRU and per-thread index, so "
-        "`blob_cache_bytes` bounds the cache's real memory instead of about "
-        f"1/{previous.BLOB_CACHE_UNDERCOUNT} of it." + cache,
-        "4. `dynamodb.py`, `DynamoDBSink._prefetch`: a channel whose value is inline in the checkpoint "
-        "(`channel_values`: PostgresSaver 3.x keeps primitives inline and writes no blob for them) is no "
-        "longer looked up, except an inline `True` (DeltaChannel's marker, which has a blob): fewer "
-        "`BatchGetItem` keys, the same number of requests." + lookups_text + prefetch_share,
+        item(publisher_change, publisher),
+        item(sink_change, sink),
+        item(applier_change, roles),
+        "- Recommendations 1-4 of the run of 46451f1 (msgspec JSON/JSONB decoding, `msgspec.Struct` "
+        "pgoutput messages, the blob cache's accounting by `sys.getsizeof`, no lookup of inline "
+        f"channels) are in the product since commit 20f128c, before the run of {previous.COMMIT}.",
     ]
 
 
@@ -549,29 +761,57 @@ def _recommended(capture: Result | None, lag_runs: list[dict[str, Any]]) -> list
             f" The partition-cache and linger prototype, which leaves the records as they are, measured "
             f"{rates['publish+'] / rates['publish']:.2f}x in this run (see above)."
         )
-    floor = ""
-    if lag_runs:
-        r = lag_runs[-1]
-        floor = (
-            f" At {r['rate']:.0f} checkpoints/s in this run, {r['batches_looked_up']:,} of "
-            f"{r['batches']:,} batches paid that round trip, and the batch's apply had a median of "
-            f"{r['stages_p50'][2]:.0f} ms."
-            if "batches" in r
-            else ""
+    lookups = ""
+    looked = [r for r in lag_runs if r.get("conversations") and r["paced"] == _high(lag_runs)]
+    if looked:
+        before = previous.LAG[0]
+        lookups = (
+            f" Under the lag load of figure 3 at {looked[0]['paced']:.0f} checkpoints/s paced, the sink "
+            "looked up "
+            + "; ".join(
+                f"{r['lookups'] / r['conversations']:.1f} blob states per conversation on {r['store']} "
+                f"({r['roles']}; {r['lookups']:,} over {r['conversations']:,} conversations), in "
+                f"{r['batches_looked_up']:,} of {r['batches']:,} batches"
+                for r in looked
+            )
+            + f" (the run of {previous.COMMIT}: {previous.LOOKUPS_PER_CONVERSATION:.1f} per conversation, "
+            f"in {before['batches_looked_up']} of {before['batches']} batches at {before['paced']:.0f}). "
+            "Every blob the sink writes goes to its cache, so in a run from an empty table these lookups "
+            "are of blobs that do not exist, barring cache evictions."
         )
+    split = [
+        f"on {one['store']} at {two['rate']:.0f} checkpoints/s, split p50 {two['p50']:.0f} / p99 "
+        f"{two['p99']:.0f} ms against {one['p50']:.0f} / {one['p99']:.0f} ms in one process (commit to "
+        f"produced {two['stages_p50'][0]:.0f} against {one['stages_p50'][0]:.0f} ms at the median)"
+        for one, two in split_pairs(lag_runs)
+    ]
+    split_text = " In this run: " + "; ".join(split) + "." if split else ""
     return [
         "5. `replicator/publisher.py` + `codec.py` (larger): one Kafka record per thread and source "
         "transaction (a list of events) instead of one per row: 2-3x fewer records for this app's "
         "transactions (2-3 rows each), and kafka-python's cost is per record; or a librdkafka client "
         "(confluent-kafka). Either keeps per-thread order (same key, same partition)." + proto,
-        "6. Source-side resolution of consumed trigger channels: after (4), a checkpoint's channels "
-        "that are neither inline nor backed by a blob (consumed triggers such as `branch:to:*`) are still "
-        "looked up, and such a lookup can only miss. The source sees the checkpoint and the blobs of the "
-        "same transaction, so it could mark those channels as having no blob in the change event; the "
-        "sink would then look up only blobs it has not seen (after a restart or a cache eviction), and "
-        "the per-batch `BatchGetItem` round trip before the writes would disappear from the latency "
-        "floor of a batch in steady streaming." + floor,
+        "6. Source-side marking of channels with no blob. `PostgresSaver.put` writes a blob only for the "
+        "channels in `new_versions` whose value is not inline (`blob_versions = {k: v for k, v in "
+        "new_versions.items() if k in blob_values}`), so a consumed channel (`__start__` after its step, "
+        "the `branch:to:*` triggers) has a version in `channel_versions` and no blob row: the sink's "
+        "lookup of it can only miss, and each batch with such a lookup waits for one `BatchGetItem` round "
+        "trip before its writes." + lookups + " The source sees the checkpoint and the blobs of the same "
+        "transaction, so it could mark those channels as having no blob in the change event; the sink "
+        "would then look up only blobs it has not seen (after a restart or a cache eviction), and the "
+        "prefetch round trip would leave the latency of a batch in steady streaming.",
+        "7. Run capture and apply as separate processes where lag matters: `replicator run --role "
+        "capture` (one, it owns the slot) and `replicator run --role apply` (one or more per target), "
+        "as the files in deploy/ already do. Each gets its own GIL: the publisher no longer waits "
+        "behind the sink's threads, nor the applier behind decoding." + split_text,
+        "8. Pipeline the applier: poll and plan the next batch while the current one's writes are in "
+        "flight, keeping per-thread order (a thread's next batch waits for its previous one). Today each "
+        "batch waits for its writes, the Kafka offset commit and the position save before the next poll, "
+        "so a batch's round trips add up to the lag of every event queued behind it.",
     ]
+
+
+# ------------------------------------------------------------------------------------- method
 
 
 def _method(results: list[Result]) -> str:
@@ -579,7 +819,11 @@ def _method(results: list[Result]) -> str:
 
 - Data: template threads come from the real LangGraph app (`replicator.embedded.demo_app`) through
   `PostgresSaver`; bulk data are SQL copies of their rows under new thread ids (`bench/data.py`),
-  in the transaction shape each figure states. Figure 3 uses the real app only.
+  in the transaction shape each figure states. Figure 3 uses the real app only, for its load and
+  for its floor (the same app writing through `DynamoDBSaver`).
+- DynamoDB: moto (one Python process) in figures 1 to 5; figure 3 also runs on dynalite, a second
+  DynamoDB implementation (Node, on LevelDB), installed by `npm ci --prefix tests/services` (S3
+  stays on moto). If dynalite is not installed, figure 3 falls back to moto only.
 - The savers' API baseline copies an evenly spread sample of the threads and is extrapolated by
   checkpoint count (all threads have the same shape); `--baseline-threads N` runs more of it. Its
   table holds only that sample, while the replicator fills a table with every thread; moto's writes
@@ -588,8 +832,9 @@ def _method(results: list[Result]) -> str:
 - Consumer groups use `session_timeout_ms=6000`: the embedded broker's group join takes about half
   of it (a deviation from Kafka, see ENVIRONMENT.md); joins are inside the copy time and outside
   the scale-out rates.
-- moto's Query scans the whole table (`for item in self.all_items()`), so `replicator verify`
-  takes seconds per thread on the copy's table; the bench does not run it (the integration tests
-  verify correctness through both savers).
-- Absolute times depend on everything sharing 2 cores; no figure asserts one.
+- moto's Query sorts and scans the whole table on every call (`for item in self.all_items()`, which
+  sorts every item), so `replicator verify` takes seconds per thread on the copy's table; the bench
+  does not run it (the integration tests verify correctness through both savers). dynalite keeps a
+  table ordered by key, as DynamoDB does.
+- Absolute times depend on everything sharing the machine's cores; no figure asserts one.
 """

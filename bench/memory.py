@@ -166,11 +166,11 @@ def _full_size_note(prior: dict[str, Any] | None) -> str:
     link = "[memory-1m/results.md](memory-1m/results.md)"
     if prior["predates"]:
         return (
-            f"{why}. The 1M-event run in {link} predates the blob cache fix: it was made at commit "
-            f"{previous.COMMIT}, before {previous.CHANGES_COMMIT} made `blob_cache_bytes` bound the "
-            f"cache's real memory, and has not been rerun since (peak {prior['peak']:.0f} MiB over "
-            f"{prior['events']:,} events, levelling off at about {previous.MEMORY_1M_LEVEL_MIB:.0f} MiB). "
-            f"It does not measure the current code; rerun it with {RERUN_1M}."
+            f"{why}. The 1M-event run in {link} is the one of commit {previous.COMMIT} (peak "
+            f"{prior['peak']:.0f} MiB over {prior['events']:,} events, about "
+            f"{previous.MEMORY_1M_LEVEL_MIB:.0f} MiB from half-way on), made before the changes since "
+            f"(16 requests in flight per apply process, acks collected per source unit); rerun it with "
+            f"{RERUN_1M}."
         )
     return (
         f"{why}; the 1M-event run is committed as {link} ({RERUN_1M}): peak {prior['peak']:.0f} MiB "
@@ -182,5 +182,5 @@ def _full_size_ref(prior: dict[str, Any] | None) -> str:
     if prior is None:
         return " (1M events: not run)"
     if prior["predates"]:
-        return f" (1M events, before the cache fix: see memory-1m/results.md, {prior['peak']:.0f} MiB)"
+        return f" (1M events, run of {previous.COMMIT}: see memory-1m/results.md, {prior['peak']:.0f} MiB)"
     return f" (1M events: see memory-1m/results.md, {prior['peak']:.0f} MiB)"
