@@ -18,12 +18,22 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from bench import capture, copy, copy_command, cutover, lag, memory, scaleout, targets
+from bench import capture, copy, copy_command, cutover, lag, memory, scaleout, sqlite_capture, targets
 from bench.env import log, services
 from bench.report import OUT, Result, write
 
 PICKLE = "results.pickle"  # this run's measurements (not committed: see .gitignore)
-FIGURES = ("copy", "capture", "lag", "memory", "scaleout", "cutover", "targets", "copy-command")
+FIGURES = (
+    "copy",
+    "capture",
+    "lag",
+    "memory",
+    "scaleout",
+    "cutover",
+    "targets",
+    "copy-command",
+    "sqlite-capture",
+)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -77,6 +87,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     g.add_argument(
         "--target-threads", type=int, default=60, help="real conversations applied to every target"
     )
+    g = ap.add_argument_group("9. SQLite source vs reading its changelog")
+    g.add_argument("--sqlite-copies", type=int, default=60, help="SQL copies of the real conversations")
     g = ap.add_argument_group("8. replicator copy against a migration script")
     g.add_argument("--copy-command-threads", type=int, default=60, help="real conversations copied")
     args = ap.parse_args(argv)
@@ -89,6 +101,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         args.switches = 5
         args.target_threads = 15
         args.copy_command_threads = 15
+        args.sqlite_copies = 10
     return args
 
 
@@ -155,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
             elif name == "copy-command":
                 cc = copy_command.Params(threads=args.copy_command_threads)
                 results.append(copy_command.run(s, cc, args.out))
+            elif name == "sqlite-capture":
+                sc = sqlite_capture.Params(copies=args.sqlite_copies)
+                results.append(sqlite_capture.run(s, sc, args.out))
             results[-1].data["load_before"] = load
             log(f"{name}: {results[-1].measured} ({results[-1].seconds:.0f} s)")
     total = time.monotonic() - started

@@ -71,8 +71,9 @@ def _recvlogical(s: Services, dsn_tcp: str, slot: str, end_lsn: str) -> float:
     return elapsed
 
 
-def _decode(dsn: str, slot: str, expected: int) -> tuple[float, int]:
-    """Transport + pgoutput decoding, up to the commit after the ``expected``-th row change."""
+def _decode(dsn: str, slot: str, expected: int) -> tuple[float, int, int]:
+    """Transport + pgoutput decoding, up to the commit after the ``expected``-th row change: the
+    seconds, the messages read, and that commit's WAL position (where ``_raw`` stops)."""
     repl = ReplicationConnection(dsn, slot, PUBLICATION)
     decoder = pgoutput.PgOutputDecoder()
     messages = changes = 0
@@ -89,24 +90,30 @@ def _decode(dsn: str, slot: str, expected: int) -> tuple[float, int]:
             if isinstance(msg, pgoutput.Insert | pgoutput.Update | pgoutput.Delete):
                 changes += 1
             elif isinstance(msg, pgoutput.Commit) and changes >= expected:
-                return time.monotonic() - t0, messages
+                return time.monotonic() - t0, messages, raw.data_start
     finally:
         repl.close()
 
 
-def _raw(dsn: str, slot: str, messages: int) -> float:
-    """The transport alone: psycopg2 reads ``messages`` XLogData payloads, decodes nothing."""
+def _raw(dsn: str, slot: str, last: int) -> float:
+    """The transport alone: psycopg2 reads XLogData payloads up to the one at WAL position
+    ``last`` (the final commit ``_decode`` read), decodes nothing. (Counting messages instead
+    once waited forever: a slot created a moment earlier need not see the same message count.)"""
     repl = ReplicationConnection(dsn, slot, PUBLICATION)
-    seen = 0
     try:
         t0 = time.monotonic()
+        quiet_since = t0
         repl.start()
-        while seen < messages:
-            if repl.read() is None:
+        while True:
+            raw = repl.read()
+            if raw is None:
+                if time.monotonic() - quiet_since > 60:
+                    raise RuntimeError(f"the raw reader got nothing for 60 s before WAL position {last}")
                 repl.wait(0.05)
                 continue
-            seen += 1
-        return time.monotonic() - t0
+            quiet_since = time.monotonic()
+            if raw.data_start >= last:
+                return time.monotonic() - t0
     finally:
         repl.close()
 
@@ -200,8 +207,8 @@ def run(s: Services, p: Params, outdir: Any) -> Result:
 
     seconds: dict[str, float] = {}
     seconds["pg_recvlogical"] = _recvlogical(s, dsn, "cap_pg_recvlogical", end_text)
-    seconds["decode"], messages = _decode(dsn, "cap_decode", expected)
-    seconds["raw"] = _raw(dsn, "cap_raw", messages)
+    seconds["decode"], messages, last_commit = _decode(dsn, "cap_decode", expected)
+    seconds["raw"] = _raw(dsn, "cap_raw", last_commit)
     _, config_path = s.config(dsn, "unused", topic="bench.capture", partitions=4)
     seconds["source"], got = _spawn(config_path, "cap_source", expected, "source")
     seconds["publish"], published = _spawn(config_path, "cap_publish", expected, "publish")
