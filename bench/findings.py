@@ -9,7 +9,7 @@ import os
 from typing import Any
 
 from bench import previous, profile
-from bench.report import Result, cores, fmt_rate, md_table
+from bench.report import Result, cores, fmt_rate, machine, md_table
 
 DAEMON_STAGES = [
     "Publisher.run",
@@ -373,7 +373,7 @@ def _before_after(results: list[Result], params: dict[str, Any] | None = None) -
         "with other work, under different loads (last column: the 1-minute load average before the "
         "figure, then and now), and the copy and scale-out figures and the lag rows below are bounded by "
         "moto, which shares the cores with that work: only large changes mean anything, and a change of "
-        "a few tens of percent can come from the load alone." + sizes,
+        "a few tens of percent can come from the load alone." + sizes + _hardware(),
         "",
         f"Product changes on the measured paths since that run ({previous.CHANGES_COMMIT}):",
         "",
@@ -410,6 +410,19 @@ def _lag_note(pairs: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> str:
         )
         text += " (the default load is now the issue's goal), so that row compares two different loads."
     return text
+
+
+def _hardware() -> str:
+    """The two runs' CPUs, when they differ: then no row compares the code alone."""
+    now = machine()
+    if previous.MACHINE.split(" (")[-1].split(")")[0] in now:
+        return ""
+    return (
+        f"\n\n**The two runs ran on different hardware**: before on {previous.MACHINE}, after on {now}. "
+        "Baselines measured in the same run moved too (pg_recvlogical, the savers' "
+        "API), so each ratio against its own run's baseline is the comparison to read, and the rates "
+        "across the two runs compare the machines as much as the code."
+    )
 
 
 def _prototype(capture: Result) -> str:

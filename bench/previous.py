@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 COMMIT = "03822f8"  # the commit whose bench/results.md holds these figures
+MACHINE = "2 cores (AMD EPYC)"  # that run's CPU, from its header line
 CHANGES_COMMIT = "the commits after 03822f8"  # where the product changes below were made
 
 # The product changes on the measured paths between the previous run and this code.

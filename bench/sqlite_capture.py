@@ -30,7 +30,6 @@ from replicator.events import Committed, Control
 from replicator.state import MemoryStateStore
 
 
-
 @dataclass
 class Params:
     templates: int = 20  # real conversations
@@ -163,7 +162,8 @@ of each of their rows under new thread ids, one transaction per copied thread ({
 
 {table}
 
-**SqliteSource / changelog read = {ratio:.2f}** (the issue asks for the figure, not a ratio). The source does per row what the limit does not: it groups the rows into
+**SqliteSource / changelog read = {ratio:.2f}** (the issue asks for the figure, not a ratio). The
+source does per row what the limit does not: it groups the rows into
 whole source transactions (`changelog.plan`), decodes the checkpoint and metadata payloads
 (msgpack / JSON) and builds the change events the topic carries.
 """
