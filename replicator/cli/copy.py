@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from replicator.cli.common import EXIT_PROBLEM, config_option, fail, load
+from replicator.cli.common import EXIT_PROBLEM, config_option, load
+from replicator.cli.threads import selected_threads, threads_from_option, threads_option
 from replicator.redact import redact
 
 if TYPE_CHECKING:
@@ -18,35 +18,10 @@ if TYPE_CHECKING:
     from replicator.state import StateStore
 
 
-def _thread_list(threads: str | None, threads_from: str | None) -> list[str] | None:
-    """The threads named on the command line or in a file (one id per line; blank lines and
-    lines starting with # are skipped); None: every thread."""
-    if threads and threads_from:
-        fail("--threads and --threads-from name the threads twice: give one of them")
-    if threads is not None:
-        wanted = [t.strip() for t in threads.split(",") if t.strip()]
-    elif threads_from is not None:
-        try:
-            text = Path(threads_from).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            fail(f"--threads-from {threads_from}: cannot read it: {exc}")
-        wanted = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
-    else:
-        return None
-    if not wanted:
-        fail("no thread ids given: --threads takes ids separated by commas, --threads-from one per line")
-    return wanted
-
-
 @click.command()
 @config_option
-@click.option("--threads", default=None, help="Only these thread ids, separated by commas (a phased move).")
-@click.option(
-    "--threads-from",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Only the thread ids in this file, one per line.",
-)
+@threads_option
+@threads_from_option
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),
@@ -58,7 +33,7 @@ def _thread_list(threads: str | None, threads_from: str | None) -> list[str] | N
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a progress bar.")
 def copy(
     config_path: str,
-    threads: str | None,
+    thread_ids: str | None,
     threads_from: str | None,
     workers: int,
     force: bool,
@@ -73,7 +48,7 @@ def copy(
     from replicator.copy import copy as run_copy
     from replicator.state import open_state_store
 
-    wanted = _thread_list(threads, threads_from)
+    wanted = selected_threads(thread_ids, threads_from)
     config = load(config_path)
     state = open_state_store(config)
     try:

@@ -8,29 +8,16 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import click
 
 from replicator.cli.common import EXIT_PROBLEM, config_option, fail, load
+from replicator.cli.threads import selected_threads, threads_from_option, threads_option
 from replicator.redact import redact
 
 
 def _echo(line: str) -> None:
     click.echo(redact(line))
-
-
-def _threads(ids: str | None, from_file: str | None) -> frozenset[str]:
-    threads = {t.strip() for t in (ids or "").split(",") if t.strip()}
-    if from_file is not None:
-        try:
-            text = Path(from_file).read_text()
-        except OSError as exc:
-            fail(f"--threads-from {from_file}: {exc.strerror or exc}")
-        threads |= {line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")}
-        if not threads:
-            fail(f"--threads-from {from_file}: the file names no thread")
-    return frozenset(threads)
 
 
 @click.command()
@@ -46,10 +33,8 @@ def _threads(ids: str | None, from_file: str | None) -> frozenset[str]:
     default=None,
     help="Canary: this share of threads (stable hash).",
 )
-@click.option("--threads", "thread_ids", default=None, help="Canary: these thread ids, comma-separated.")
-@click.option(
-    "--threads-from", type=click.Path(dir_okay=False), default=None, help="Canary: thread ids, one per line."
-)
+@threads_option
+@threads_from_option
 @click.option(
     "--wait", "wait_s", type=float, default=0.0, help="Wait up to this many seconds for the gate to pass."
 )
@@ -67,7 +52,7 @@ def cutover(
     from replicator.cutover import Scope, run_cutover
 
     config = load(config_path)
-    threads = _threads(thread_ids, threads_from)
+    threads = frozenset(selected_threads(thread_ids, threads_from) or ())
     scope = Scope(percent if percent is not None else (0 if threads else 100), threads)
     deadline = time.monotonic() + max(0.0, wait_s)
     while True:

@@ -7,21 +7,35 @@ from typing import Any
 
 import click
 
-from replicator.cli.common import EXIT_PROBLEM, config_option, load
+from replicator.cli.common import EXIT_PROBLEM, config_option, fail, load
+from replicator.cli.threads import selected_threads, threads_from_option, threads_option
 from replicator.redact import redact
 
 
 @click.command()
 @config_option
 @click.option("--target", "target_name", default=None, help="Only this target (default: every target).")
-@click.option("--thread", "threads", multiple=True, help="Only these thread ids.")
-def verify(config_path: str, target_name: str | None, threads: tuple[str, ...]) -> None:
+@threads_option
+@threads_from_option
+@click.option(
+    "--thread", "single", multiple=True, hidden=True, help="One thread id (repeatable; as --threads)."
+)
+def verify(
+    config_path: str,
+    target_name: str | None,
+    thread_ids: str | None,
+    threads_from: str | None,
+    single: tuple[str, ...],
+) -> None:
     """Compare every thread through both stores' own LangGraph savers; exit 1 on a difference."""
     from connectors.registry import COPY_ONLY, make_sink, make_source, make_thread_source
     from replicator.cutover import new_mark, record_verified
     from replicator.state import MemoryStateStore, open_state_store
     from replicator.verify import verify as run_verify
 
+    if single and (thread_ids is not None or threads_from is not None):
+        fail("--thread and --threads/--threads-from name the threads twice: give one of them")
+    threads = list(dict.fromkeys(single)) or selected_threads(thread_ids, threads_from) or []
     config = load(config_path)
     targets = [config.target(target_name)] if target_name else config.targets
     if config.source.kind in COPY_ONLY:  # read through its saver only (after replicator copy)
