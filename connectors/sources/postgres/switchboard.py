@@ -199,14 +199,21 @@ class PostgresSwitchboard:
             )
 
     def holds(self, epoch: int) -> dict[str, int]:
-        """Every thread held in ``epoch`` and its position (unknown ones set, as ``held``)."""
-        self.conn.execute(
-            f"UPDATE {HELD} SET position = pg_current_wal_insert_lsn() - '0/0'"
-            " WHERE epoch = %s AND position IS NULL",
-            (epoch,),
-        )
-        rows = self.conn.execute(f"SELECT thread_id, position FROM {HELD} WHERE epoch = %s", (epoch,))
-        return {row["thread_id"]: int(row["position"]) for row in rows.fetchall()}
+        """Every thread held in ``epoch`` and its position (unknown ones set, as ``held``).
+
+        One statement: as two (set, then read), an app write holding a thread again between
+        them (``hold`` resets its position to NULL) was read back as a NULL position, and the
+        cutover that asked was refused with an internal error. The statement's own snapshot
+        reads the known positions; the rows it sets come from its ``RETURNING`` (listed last, so
+        a row set after waiting on a concurrent hold wins over its older known position)."""
+        rows = self.conn.execute(
+            f"WITH set_now AS (UPDATE {HELD} SET position = pg_current_wal_insert_lsn() - '0/0'"
+            "   WHERE epoch = %(epoch)s AND position IS NULL RETURNING thread_id, position)"
+            f" SELECT thread_id, position FROM {HELD} WHERE epoch = %(epoch)s AND position IS NOT NULL"
+            " UNION ALL SELECT thread_id, position FROM set_now",
+            {"epoch": epoch},
+        ).fetchall()
+        return {row["thread_id"]: int(row["position"]) for row in rows}
 
     def clear_holds(self, before_epoch: int) -> None:
         """Forget holds of earlier switches (the next cutover's marker is past them)."""
