@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import binascii
 import enum
-import json
 import re
 import struct
 from collections.abc import Callable, Mapping
@@ -23,6 +22,8 @@ from typing import Any, Final, TypeAlias
 from uuid import UUID
 
 import msgspec
+
+from connectors import json_values
 
 __all__ = [
     "SUPPORTED_TYPE_OIDS",
@@ -628,31 +629,15 @@ def _bytea_binary(data: bytes) -> bytes:
     return bytes(data)
 
 
-_json_decode: Final = msgspec.json.decode
-
-
-def _json_text(data: bytes) -> object:
-    """JSON text (``json`` in both formats, ``jsonb`` in text format) as Python values.
-
-    msgspec decodes a checkpoint 2-3 times faster than ``json.loads``, to the same values
-    (arbitrary-size integers, correctly rounded floats, key order, last duplicate key wins). What it
-    refuses and ``json.loads`` takes (a number beyond the float range, a lone surrogate, UTF-16/32 or
-    a byte order mark, NaN) goes to ``json.loads``: every input decodes or fails as it did before.
-    """
-    try:
-        return _json_decode(data)
-    except ValueError:  # msgspec.DecodeError and UnicodeDecodeError are ValueErrors
-        return json.loads(data)
+# JSON text (``json`` in both formats, ``jsonb`` in text format) as Python values.
+_json_text: Final = json_values.loads
 
 
 def _jsonb_binary(data: bytes) -> object:
     """``jsonb_send``: a version byte (1) followed by the JSON text."""
     if not data or data[0] != 1:
         raise ValueError(f"unsupported jsonb binary version {data[:1]!r}")
-    try:
-        return _json_decode(memoryview(data)[1:])
-    except ValueError:
-        return json.loads(data[1:])
+    return _json_text(memoryview(data)[1:])
 
 
 def _bool_text(data: bytes) -> bool:
