@@ -128,16 +128,18 @@ def dynalite() -> Iterator[EmbeddedDynalite]:
 @pytest.fixture
 def dynalite_table(dynalite: EmbeddedDynalite) -> str:
     """A new DynamoDB table (PK hash, SK range, strings) on dynalite."""
-    name = _unique("t", "-")
-    create_dynamodb_table(dynalite.endpoint_url, name)
-    return name
+    return _new_table(dynalite.endpoint_url)
 
 
 @pytest.fixture
 def dynamo_table(moto: EmbeddedMoto) -> str:
     """A new DynamoDB table (PK hash, SK range, strings) on moto."""
+    return _new_table(moto.endpoint_url)
+
+
+def _new_table(endpoint: str) -> str:
     name = _unique("t", "-")
-    create_dynamodb_table(moto.endpoint_url, name)
+    create_dynamodb_table(endpoint, name)
     return name
 
 
