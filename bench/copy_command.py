@@ -14,14 +14,13 @@ digests in the state store) and says so. Rates are checkpoints per second, with 
 
 from __future__ import annotations
 
-import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from bench import data
-from bench.env import Services, dynalite_server, log
+from bench.env import Services, dynamodb_stores, log
 from bench.report import Result, fmt_rate, md_table
 from bench.targets import _through_api
 from replicator.copy import copy as run_copy
@@ -48,12 +47,9 @@ def run(s: Services, p: Params, outdir: Any) -> Result:
     gen_s = data.generate_real(dsn, "c", p.threads, p.turns)
     checkpoints = data.counts(dsn)["checkpoints"]
     runs: list[dict[str, Any]] = []
-    with dynalite_server() if "dynalite" in p.stores else contextlib.nullcontext() as dynalite:
-        for name in p.stores:
-            if name == "moto":
-                runs.append(_one(s, p, dsn, checkpoints, "moto", s.moto.endpoint_url))
-            elif dynalite is not None:
-                runs.append(_one(s, p, dsn, checkpoints, "dynalite", dynalite.endpoint_url))
+    with dynamodb_stores(s, p.stores) as stores:
+        for store in stores:
+            runs.append(_one(s, p, dsn, checkpoints, store.name, store.endpoint))
     stores = [r["store"] for r in runs]
     rows = []
     for r in runs:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import data
-from bench.env import DaemonProcess, Services, dynalite_server, log, wait_caught_up
+from bench.env import DaemonProcess, Services, dynamodb_stores, log, wait_caught_up
 from bench.report import Result, md_table, pct
 from replicator.embedded.services import create_dynamodb_table
 from replicator.state import PostgresStateStore
@@ -95,13 +95,11 @@ def _dynamodb(s: Services) -> Iterator[tuple[str, str, str]]:
     moto. moto sorts the whole table on every Query, so the gate's and the check's reads slow
     down as the run writes (one cutover took 8 minutes at cutover 17 of 20 on moto): that is
     moto, not the switch. dynalite keeps a table ordered by key, as DynamoDB does."""
-    with dynalite_server() as dynalite:
-        if dynalite is None:
-            yield "moto", s.moto.endpoint_url, s.table("cutover")
-            return
+    with dynamodb_stores(s, ("moto", "dynalite")) as stores:
+        store = stores[-1]  # dynalite if it runs here
         table = s.unique("cutover")
-        create_dynamodb_table(dynalite.endpoint_url, table)
-        yield "dynalite", dynalite.endpoint_url, table
+        create_dynamodb_table(store.endpoint, table)
+        yield store.name, store.endpoint, table
 
 
 def run(s: Services, p: Params, outdir: Path) -> Result:

@@ -222,23 +222,34 @@ def services() -> Iterator[Services]:
         yield Services(pg, broker, moto, workdir)
 
 
-@contextlib.contextmanager
-def dynalite_server() -> Iterator[Any | None]:
-    """dynalite (the second DynamoDB of ``tests/services``, installed by ``npm ci``) for one
-    figure, or None when it is not installed (the figure then says it ran on moto only)."""
-    try:
-        from tests.services.dynalite import EmbeddedDynalite
+@dataclass(frozen=True)
+class Store:
+    """A DynamoDB implementation a figure runs on (S3 stays on moto)."""
 
-        server = EmbeddedDynalite()
-        server.start()
-    except Exception as exc:
-        log(f"dynalite unavailable ({exc}); moto only")
-        yield None
-        return
-    try:
-        yield server
-    finally:
-        server.stop()
+    name: str  # "moto" or "dynalite"
+    endpoint: str
+    pids: Callable[[], list[int]]
+
+
+@contextlib.contextmanager
+def dynamodb_stores(s: Services, names: tuple[str, ...]) -> Iterator[list[Store]]:
+    """The DynamoDBs of ``names`` that can run here, in that order: moto (always) and dynalite
+    (the second DynamoDB of ``tests/services``, installed by ``npm ci``; left out, with a log
+    line, when it is not installed)."""
+    moto = Store("moto", s.moto.endpoint_url, lambda: [s.moto.pid] if s.moto.pid else [])
+    with contextlib.ExitStack() as stack:
+        found = {"moto": moto}
+        if "dynalite" in names:
+            try:
+                from tests.services.dynalite import EmbeddedDynalite
+
+                server = stack.enter_context(EmbeddedDynalite())
+                found["dynalite"] = Store(
+                    "dynalite", server.endpoint_url, lambda: [server.pid] if server.pid else []
+                )
+            except Exception as exc:
+                log(f"dynalite unavailable ({exc}); moto only")
+        yield [found[name] for name in names if name in found]
 
 
 def to_toml(data: dict[str, Any]) -> str:

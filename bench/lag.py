@@ -24,13 +24,13 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench import data
-from bench.env import CpuMeter, DaemonProcess, Services, dynalite_server, log, wait_caught_up
+from bench.env import CpuMeter, DaemonProcess, Services, Store, dynamodb_stores, log, wait_caught_up
 from bench.report import Result, cores, fmt_rate, new_figure, pct, save
 from replicator.embedded import create_dynamodb_table
 from replicator.state import PostgresStateStore
@@ -49,41 +49,38 @@ class Params:
     appliers: int = 1  # apply processes when split (one consumer group)
 
 
-@dataclass(frozen=True)
-class Store:
-    """A DynamoDB implementation the figure runs on."""
-
-    name: str
-    endpoint: str
-    pids: Callable[[], list[int]]
-
-
 # -------------------------------------------------------------------------------------- writers
 
 
-def _writer(dsn: str, index: int, rate: float, seconds: float, start_at: float, counter: Any) -> None:
-    """One app instance: conversations of one turn (8 checkpoints each), paced to ``rate``."""
-    from langgraph.checkpoint.postgres import PostgresSaver
+def _paced(
+    graph: Any, prefix: str, rate: float, seconds: float, start_at: float, counter: Any = None
+) -> None:
+    """One-turn conversations (8 checkpoints each) from ``start_at`` for ``seconds``, paced to
+    ``rate`` checkpoints/s: the load of both the replicated app and the floor."""
+    from replicator.embedded.demo_app import run_conversation
 
-    from replicator.embedded.demo_app import build_graph, run_conversation
-
-    with data.connect(dsn) as conn:
-        graph = build_graph(PostgresSaver(conn))
-        per_conversation = 8
-        interval = per_conversation / rate
-        while time.time() < start_at:
-            time.sleep(0.01)
-        next_at = start_at
-        n = 0
-        while time.time() < start_at + seconds:
-            run_conversation(graph, f"w{index}-{n}", turns=1)
-            n += 1
+    interval = 8 / rate
+    while time.time() < start_at:
+        time.sleep(0.01)
+    next_at, n = start_at, 0
+    while time.time() < start_at + seconds:
+        run_conversation(graph, f"{prefix}-{n}", turns=1)
+        n += 1
+        if counter is not None:
             with counter.get_lock():
                 counter.value += 1
-            next_at += interval
-            delay = next_at - time.time()
-            if delay > 0:
-                time.sleep(delay)
+        next_at += interval
+        time.sleep(max(0.0, next_at - time.time()))
+
+
+def _writer(dsn: str, index: int, rate: float, seconds: float, start_at: float, counter: Any) -> None:
+    """One app instance writing through ``PostgresSaver``, paced to ``rate``."""
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+    from replicator.embedded.demo_app import build_graph
+
+    with data.connect(dsn) as conn:
+        _paced(build_graph(PostgresSaver(conn)), f"w{index}", rate, seconds, start_at, counter)
 
 
 def _floor_writer(
@@ -96,18 +93,16 @@ def _floor_writer(
     start_at: float,
     out: str,
 ) -> None:
-    """The same app and pace as ``_writer``, writing straight into DynamoDB through its own saver;
-    every ``put`` / ``put_writes`` timed (start time, seconds), written to ``out``."""
-    from langgraph_checkpoint_aws import DynamoDBSaver
+    """The same app and pace as ``_writer``, writing straight into DynamoDB through its own saver
+    (as the DynamoDB target builds it); every ``put`` / ``put_writes`` timed (start time,
+    seconds), written to ``out``."""
+    from connectors.sinks.dynamodb import DynamoDBSink
+    from replicator.embedded.demo_app import build_graph
 
-    from replicator.embedded.demo_app import build_graph, run_conversation
-
-    saver = DynamoDBSaver(
-        table_name=table,
-        region_name="us-east-1",
-        endpoint_url=endpoint,
-        s3_offload_config={"bucket_name": "offload", "endpoint_url": s3_endpoint},
+    sink = DynamoDBSink(
+        "floor", table, "us-east-1", endpoint_url=endpoint, s3_bucket="offload", s3_endpoint_url=s3_endpoint
     )
+    saver = sink.saver()
     timings: list[tuple[float, float]] = []
     for name in ("put", "put_writes"):
         inner = getattr(saver, name)
@@ -119,16 +114,8 @@ def _floor_writer(
             return result
 
         setattr(saver, name, timed)
-    graph = build_graph(saver)
-    interval = 8 / rate
-    while time.time() < start_at:
-        time.sleep(0.01)
-    next_at, n = start_at, 0
-    while time.time() < start_at + seconds:
-        run_conversation(graph, f"f{index}-{n}", turns=1)
-        n += 1
-        next_at += interval
-        time.sleep(max(0.0, next_at - time.time()))
+    _paced(build_graph(saver), f"f{index}", rate, seconds, start_at)
+    sink.close()
     Path(out).write_text("".join(f"{w:.6f},{d:.6f}\n" for w, d in timings))
 
 
@@ -364,23 +351,9 @@ def _floor(s: Services, p: Params, rate: float, store: Store) -> list[float]:
     return out_ms
 
 
-@contextlib.contextmanager
-def _stores(s: Services, names: tuple[str, ...]) -> Iterator[list[Store]]:
-    stores = [Store("moto", s.moto.endpoint_url, lambda: [s.moto.pid] if s.moto.pid else [])]
-    if "dynalite" not in names:
-        yield [x for x in stores if x.name in names]
-        return
-    with dynalite_server() as dynalite:
-        if dynalite is not None:
-            stores.append(
-                Store("dynalite", dynalite.endpoint_url, lambda: [dynalite.pid] if dynalite.pid else [])
-            )
-        yield [x for x in stores if x.name in names]
-
-
 def run_rates(s: Services, p: Params, rates: list[float], outdir: Any) -> Result:
     started = time.monotonic()
-    with _stores(s, p.stores) as stores:
+    with dynamodb_stores(s, p.stores) as stores:
         floors: dict[Any, list[float]] = {}
         runs = [
             _one(s, p, rate, store, roles, floors) for store in stores for roles in p.roles for rate in rates
