@@ -198,7 +198,7 @@ class Publisher:
             settled.append(self._closed.popleft())
         if wait:  # an open unit's acked records need not be kept until its end
             settled.append(self._open)
-            self._open = _Unit(commit=None)
+            self._open = _Unit()
         if not any(unit.futures for unit in settled) and not any(unit.commit for unit in settled):
             return
         fault_point("publisher.after_produce")
