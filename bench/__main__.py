@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import capture, copy, copy_command, cutover, lag, memory, scaleout, sqlite_capture, targets
-from bench.env import log, services
+from bench.env import log, services, wait_quiet
 from bench.report import OUT, Result, write
 
 PICKLE = "results.pickle"  # this run's measurements (not committed: see .gitignore)
@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             if name not in args.only:
                 continue
             load = os.getloadavg()[0]
-            log(f"--- {name} (1-min load average before: {load:.2f})")
+            busy, waited = wait_quiet()
+            log(f"--- {name} (CPU busy before: {busy:.0%}, after waiting {waited:.0f} s; load {load:.2f})")
             if name == "copy":
                 cp = copy.Params(
                     threads=args.threads,
@@ -172,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                 sc = sqlite_capture.Params(copies=args.sqlite_copies)
                 results.append(sqlite_capture.run(s, sc, args.out))
             results[-1].data["load_before"] = load
+            results[-1].data["busy_before"] = busy
+            results[-1].data["quiet_wait_s"] = waited
             log(f"{name}: {results[-1].measured} ({results[-1].seconds:.0f} s)")
     total = time.monotonic() - started
     command = "python -m bench" + (" " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else "")

@@ -411,3 +411,30 @@ def fill_topic(config: Config, state: PostgresStateStore, timeout: float = 600) 
         "produced": dict(publisher.stats.produced),
         "records": sum(publisher.stats.produced.values()),
     }
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])
+    return total - idle, total
+
+
+def cpu_busy(window_s: float = 2.0) -> float:
+    """The share of all cores busy over the next ``window_s`` seconds (0-1)."""
+    busy0, total0 = _cpu_times()
+    time.sleep(window_s)
+    busy1, total1 = _cpu_times()
+    return (busy1 - busy0) / max(1, total1 - total0)
+
+
+def wait_quiet(threshold: float = 0.2, limit_s: float = 180.0) -> tuple[float, float]:
+    """Wait until the machine is quiet (under ``threshold`` of its CPU busy over 2 s), at most
+    ``limit_s``: a figure measured while the previous one's work still drains (a store's
+    compaction, a database's checkpoint) measures that too. Returns (busy share, seconds waited)."""
+    started = time.monotonic()
+    busy = cpu_busy()
+    while busy >= threshold and time.monotonic() - started < limit_s:
+        busy = cpu_busy()
+    return busy, time.monotonic() - started

@@ -14,8 +14,9 @@ from bench.report import Result, cores, fmt_rate, machine, md_table
 DAEMON_STAGES = [
     "Publisher.run",
     "PostgresSource.stream",
+    "Publisher._add",
     "Publisher._send",
-    "codec.py:encode",
+    "codec.py:encode_value",
     "Applier._apply",
     "LayeredSink.apply",
     "_Planner._prefetch",
@@ -33,15 +34,26 @@ CAPTURE_STAGES = [
     "_jsonb_binary",
     "row_to_event",
     "ReplicationConnection.read",
+    "Publisher._add",
     "Publisher._send",
     "KafkaProducer.send",
     "NetworkSelector.wakeup",
     "RecordAccumulator.append",
-    "codec.py:encode",
+    "codec.py:encode_value",
+    "codec.py:batch_record",
     "Publisher._settle",
 ]
 ROLES = {"all": "capture and apply in one process", "split": "capture and apply in two processes"}
 STAGE_NAMES = ("commit to produced", "waiting in Kafka", "the batch's apply")
+# Parameters of figures the findings do not read (6-9): a difference in them changes no row here.
+OTHER_FIGURES = {
+    "switches",
+    "switch_rate",
+    "switch_writers",
+    "target_threads",
+    "sqlite_copies",
+    "copy_command_threads",
+}
 
 
 def _get(results: list[Result], key: str) -> Result | None:
@@ -149,11 +161,11 @@ def _daemon_reading(prof: Any) -> str:
         "samples are most likely threads waiting to take the GIL back after `os.urandom`. Request signing "
         f"(`SigV4Auth.payload` {_self(prof, 'auth.py:SigV4Auth.payload'):.0f}%) and serialisation come "
         "next; botocore's client-side parameter validation (`botocore/validate.py`), turned off by the "
-        f"sink since the run of {previous.COMMIT}, has {_self_in(prof, 'botocore/validate.py'):.1f}% self "
-        f"time. The applier (`Applier._apply`, inclusive) is {_incl(prof, 'Applier._apply'):.0f}% "
+        f"sink since commit 814d5b0, has {_self_in(prof, 'botocore/validate.py'):.1f}% self time. The "
+        f"applier (`Applier._apply`, inclusive) is {_incl(prof, 'Applier._apply'):.0f}% "
         f"({before['Applier._apply']:.0f}% before), the blob prefetch (`_Planner._prefetch`) "
-        f"{_incl(prof, '_Planner._prefetch'):.1f}% ({before['DynamoDBSink._prefetch']:.1f}% before, as "
-        "`DynamoDBSink._prefetch`). The replicator's own code (self time in `replicator/` and "
+        f"{_incl(prof, '_Planner._prefetch'):.1f}% ({before['_Planner._prefetch']:.1f}% before). The "
+        "replicator's own code (self time in `replicator/` and "
         f"`connectors/`) is {own:.0f}%" + verdict
     )
 
@@ -162,19 +174,22 @@ def _capture_reading(prof: Any) -> str:
     if not _usable(prof):
         return ""
     before = previous.PROFILE_CAPTURE
+    encoding = _incl(prof, "codec.py:encode_value") + _incl(prof, "codec.py:batch_record")
     return (
         f"Reading: the source (`PostgresSource._stream`) is {_incl(prof, 'PostgresSource._stream'):.0f}% of "
         f"the publisher thread ({before['PostgresSource._stream']:.0f}% in the run of {previous.COMMIT}), "
         f"of which pgoutput decoding {_incl(prof, 'PgOutputDecoder.decode'):.0f}% (`tuple_data` alone "
         f"{_self(prof, 'pgoutput.py:_Reader.tuple_data'):.0f}%, JSONB {_incl(prof, '_jsonb_binary'):.1f}%); "
         f"kafka-python's `send` is {_incl(prof, 'KafkaProducer.send'):.0f}% "
-        f"({before['KafkaProducer.send']:.0f}% before: record accumulator, pure-Python murmur2 "
-        f"{_self(prof, 'default.py:murmur2'):.0f}% now, sender wake-ups). Confirming acknowledged units "
-        f"(`Publisher._settle`, which waits for acks only at the bound, when the source is idle and on "
-        f"stop) is {_incl(prof, 'Publisher._settle'):.1f}%; `Publisher._flush`, which waited for every ack "
-        f"every 50 ms, was {before['Publisher._flush']:.1f}% (py-spy leaves out threads the OS shows "
-        "blocked: these shares are mostly the work, not the wait). Our encoding (`codec.encode`, msgspec) is "
-        f"{_incl(prof, 'codec.py:encode'):.0f}%."
+        f"({before['KafkaProducer.send']:.0f}% before, when every event was a record of its own: record "
+        f"accumulator, pure-Python murmur2 {_self(prof, 'default.py:murmur2'):.0f}% now, sender "
+        f"wake-ups). Queueing each event in its thread's batch (`Publisher._add`) is "
+        f"{_incl(prof, 'Publisher._add'):.0f}%; confirming acknowledged units (`Publisher._settle`, which "
+        "sends every open batch first and waits for acks only at the bound, when the source is idle and "
+        f"on stop) is {_incl(prof, 'Publisher._settle'):.1f}% ({before['Publisher._settle']:.1f}% before; "
+        "py-spy leaves out threads the OS shows blocked: these shares are mostly the work, not the wait). "
+        f"Our encoding (`codec.encode_value` per event and `codec.batch_record` per record, msgspec) is "
+        f"{encoding:.0f}% (`codec.encode` {before['codec.py:encode']:.0f}% before)."
     )
 
 
@@ -191,16 +206,22 @@ def _x(after: float, before: float) -> str:
 
 
 def _lag_cell(run: dict[str, Any]) -> str:
+    floor = f" (floor p99 {run['floor_p99']:.0f} ms)" if "floor_p99" in run else ""
     return (
         f"p50 {run['p50']:.0f} / p99 {run['p99']:.0f} / max {run['max']:.0f} ms at "
-        f"{run['rate']:.0f} checkpoints/s"
+        f"{run['rate']:.0f} checkpoints/s{floor}"
     )
 
 
 def _load(results: list[Result], key: str) -> str:
+    """The last column: the 1-minute load average before the figure then and now, and this run's
+    CPU busy share after its wait for a quiet machine (runs since that wait record it)."""
     r = _get(results, key)
+    then = previous.LOAD.get(key)
+    before = f"{then:.1f}" if then is not None else "?"
     now = f"{r.data['load_before']:.1f}" if r is not None and "load_before" in r.data else "?"
-    return f"{previous.LOAD[key]:.1f} / {now}"
+    busy = f" (CPU busy {r.data['busy_before']:.0%})" if r is not None and "busy_before" in r.data else ""
+    return f"{before} / {now}{busy}"
 
 
 def _size_differences(params: dict[str, Any] | None) -> list[str]:
@@ -209,7 +230,7 @@ def _size_differences(params: dict[str, Any] | None) -> list[str]:
     return [
         f"`{k}={params[k]}` (before: `{v}`)"
         for k, v in previous.PARAMS.items()
-        if k in params and params[k] != v
+        if k in params and k not in OTHER_FIGURES and params[k] != v
     ]
 
 
@@ -224,29 +245,50 @@ def _row(runs: list[dict[str, Any]], store: str, roles: str, paced: float) -> di
     return next((r for r in _rows(runs, store, roles) if r["paced"] == paced), None)
 
 
-def lag_pairs(runs: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
-    """Each row of the previous run (moto, one process) with this run's moto row in one process at
-    the same paced rate, else at the rate of the same rank (highest with highest)."""
-    left = _rows(runs, "moto", "all")
-    exact: dict[int, dict[str, Any]] = {}
-    for i, before in enumerate(previous.LAG):
-        match = next((r for r in left if r["paced"] == before["paced"]), None)
+def _layout(r: dict[str, Any]) -> tuple[Any, Any]:
+    return r.get("store"), r.get("roles")
+
+
+def lag_pairs(runs: list[dict[str, Any]]) -> list[tuple[dict[str, Any] | None, dict[str, Any]]]:
+    """Each of this run's lag rows, in their order, with the previous run's row of the same store,
+    process layout and paced rate; failing that, with a row of the same store and layout left
+    over, at the paced rate of the same rank (highest with highest); else with None."""
+    left = list(previous.LAG)
+    found: dict[int, dict[str, Any]] = {}
+    for i, now in enumerate(runs):
+        match = next((b for b in left if _layout(b) == _layout(now) and b["paced"] == now["paced"]), None)
         if match is not None:
             left.remove(match)
-            exact[i] = match
-    pairs: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
-    for i, before in enumerate(previous.LAG):
-        now = exact.get(i)
-        if now is None and left:
-            now = left.pop(0)
-        pairs.append((before, now))
-    return pairs
+            found[i] = match
+    for layout in dict.fromkeys(_layout(r) for r in runs):
+        rest = [i for i, r in enumerate(runs) if i not in found and _layout(r) == layout]
+        rest.sort(key=lambda i: -runs[i]["paced"])
+        spare = sorted((b for b in left if _layout(b) == layout), key=lambda b: -b["paced"])
+        for i, before in zip(rest, spare, strict=False):
+            left.remove(before)
+            found[i] = before
+    return [(found.get(i), now) for i, now in enumerate(runs)]
 
 
-def _paced(before: dict[str, Any], now: dict[str, Any] | None) -> str:
-    if now is not None and now["paced"] != before["paced"]:
+def _not_run(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The previous run's lag rows that no row of this run pairs with."""
+    paired = [id(b) for b, _ in lag_pairs(runs) if b is not None]
+    return [b for b in previous.LAG if id(b) not in paired]
+
+
+def _paced(before: dict[str, Any] | None, now: dict[str, Any]) -> str:
+    if before is not None and now["paced"] != before["paced"]:
         return f"paced {before['paced']:.0f} -> {now['paced']:.0f} checkpoints/s"
-    return f"paced {before['paced']:.0f} checkpoints/s"
+    return f"paced {now['paced']:.0f} checkpoints/s"
+
+
+def _lag_name(r: dict[str, Any]) -> str:
+    return f"{r.get('store', '?')} ({r.get('roles', '?')}) at {r['paced']:.0f} checkpoints/s paced"
+
+
+def _items(ddb: dict[int, dict[str, Any]]) -> dict[int, float]:
+    """DynamoDB items written per second by consumer count, where this run counted them."""
+    return {n: r["rate"] * r["items_per_record"] for n, r in ddb.items() if "items_per_record" in r}
 
 
 def _before_after(results: list[Result], params: dict[str, Any] | None = None) -> str:
@@ -288,14 +330,16 @@ def _before_after(results: list[Result], params: dict[str, Any] | None = None) -
             ],
         ]
     lag = _get(results, "lag")
-    pairs = lag_pairs(lag.data["runs"]) if lag is not None else []
+    runs: list[dict[str, Any]] = lag.data["runs"] if lag is not None else []
+    pairs = lag_pairs(runs)
     for before, now in pairs:
+        roles = now.get("roles", "?")
         rows.append(
             [
-                f"3. Lag on moto, capture and apply in one process, {_paced(before, now)}",
-                _lag_cell(before),
-                _lag_cell(now) if now else "not run",
-                f"p99 {_x(now['p99'], before['p99'])}" if now else "",
+                f"3. Lag on {now.get('store', '?')}, {ROLES.get(roles, roles)}, {_paced(before, now)}",
+                _lag_cell(before) if before is not None else "no such row",
+                _lag_cell(now),
+                f"p99 {_x(now['p99'], before['p99'])}" if before is not None else "",
                 _load(results, "lag"),
             ]
         )
@@ -313,8 +357,8 @@ def _before_after(results: list[Result], params: dict[str, Any] | None = None) -
             ]
         )
         before_1m = (
-            f"peak {previous.MEMORY_1M_PEAK_MIB:.0f} MiB over {previous.MEMORY_1M_EVENTS:,} events "
-            f"(2nd half {previous.MEMORY_1M_GROWTH:+.0%})"
+            f"run of {previous.MEMORY_1M_COMMIT}: peak {previous.MEMORY_1M_PEAK_MIB:.0f} MiB over "
+            f"{previous.MEMORY_1M_EVENTS:,} events (2nd half {previous.MEMORY_1M_GROWTH:+.0%})"
         )
         prior = d.get("memory_1m")
         if d.get("full"):
@@ -323,9 +367,11 @@ def _before_after(results: list[Result], params: dict[str, Any] | None = None) -
             after_1m = f"rerun in memory-1m/: peak {prior['peak']:.0f} MiB over {prior['events']:,} events"
             change = _x(prior["peak"], previous.MEMORY_1M_PEAK_MIB)
         else:
-            after_1m, change = f"not rerun: bench/memory-1m/ still holds the run of {previous.COMMIT}", ""
+            after_1m = f"not rerun: bench/memory-1m/ still holds the run of {previous.MEMORY_1M_COMMIT}"
+            change = ""
         rows.append(["4. Memory over 1M events (bench/memory-1m/)", before_1m, after_1m, change, ""])
     scale = _get(results, "scaleout")
+    scale_note = ""
     if scale is not None:
         ddb = scale.data["results"].get("dynamodb", {})
         ns = sorted(set(previous.SCALEOUT) | set(ddb))
@@ -341,6 +387,34 @@ def _before_after(results: list[Result], params: dict[str, Any] | None = None) -
                 _load(results, "scaleout"),
             ]
         )
+        items = _items(ddb)
+        if items:
+            before_items = previous.SCALEOUT_ITEMS
+            ns = sorted(set(before_items) | set(items))
+            rows.append(
+                [
+                    f"5. Scale-out, DynamoDB sink: items written/s with {' / '.join(str(n) for n in ns)} "
+                    "consumers",
+                    " / ".join(fmt_rate(before_items[n]) if n in before_items else "-" for n in ns),
+                    " / ".join(fmt_rate(items[n]) if n in items else "-" for n in ns),
+                    " / ".join(
+                        _x(items[n], before_items[n]) if n in items and n in before_items else "-" for n in ns
+                    ),
+                    _load(results, "scaleout"),
+                ]
+            )
+            per_record = ddb[min(items)]["items_per_record"]
+            scale_note = (
+                f"Figure 5 counts Kafka records. In the run of {previous.COMMIT} a record held one event "
+                f"and became {previous.SCALEOUT_ITEMS_PER_RECORD:.1f} DynamoDB items; in this run a record "
+                f"became {per_record:.1f} items"
+                + (
+                    " (a record now holds a thread's consecutive changes, change 1 above), so the records/s "
+                    "rows count different units and the items/s rows compare the same work."
+                    if per_record > previous.SCALEOUT_ITEMS_PER_RECORD * 1.2
+                    else "."
+                )
+            )
     if not rows:
         return ""
     table = md_table(
@@ -358,65 +432,90 @@ def _before_after(results: list[Result], params: dict[str, Any] | None = None) -
     method = "\n".join(f"- {c}." for c in previous.METHOD_CHANGES)
     differ = _size_differences(params)
     sizes = (
-        "\n\n**This run's sizes differ from the previous run's** ("
+        "\n\n**This run's parameters differ from the previous run's** ("
         + ", ".join(differ)
         + "): those rows measure other workloads, and the comparison says even less."
         if differ
         else ""
     )
+    busy = (
+        ", and in parentheses this run's share of the CPU busy just before the figure, after its wait "
+        "for a quiet machine"
+        if any("busy_before" in r.data for r in results)
+        else ""
+    )
     parts = [
         "## Before / after: the previous committed run and this one",
         "",
-        f'"Before" is the run whose `bench/results.md` was committed in {previous.COMMIT} (the default '
-        f"`python -m bench` of the time, on the code of that commit; its figures are the constants of "
-        f'`bench/previous.py`); "after" is this run. They are **two different runs** on a machine shared '
-        "with other work, under different loads (last column: the 1-minute load average before the "
-        "figure, then and now), and the copy and scale-out figures and the lag rows below are bounded by "
-        "moto, which shares the cores with that work: only large changes mean anything, and a change of "
-        "a few tens of percent can come from the load alone." + sizes + _hardware(),
+        f'"Before" is the run whose `bench/results.md` was committed in {previous.COMMIT} '
+        f"(`{previous.COMMAND}` with the defaults of the time, on the code of that commit; its figures "
+        f'are the constants of `bench/previous.py`); "after" is this run. They are **two different '
+        "runs** on a machine shared with other work, under different loads (last column: the 1-minute "
+        f"load average before the figure, then and now{busy}), and the copy and scale-out figures and "
+        "the lag rows on moto are bounded by moto, which shares the cores with that work: only large "
+        "changes mean anything, and a change of a few tens of percent can come from the load alone."
+        + sizes
+        + _hardware(),
         "",
         f"Product changes on the measured paths since that run ({previous.CHANGES_COMMIT}):",
         "",
         changes,
         "",
-        "Other commits since then also touched these paths: they restructured them (the DynamoDB sink, "
-        "for one, is now a LangGraph layer without I/O in `connectors/langgraph/` over a DynamoDB "
-        "layout) or added features around them (cutover, other sources and targets); they are not "
-        "listed one by one. The method changed too:",
+        "Other commits since then touched these paths without meaning to change what they measure: "
+        f"{previous.OTHER_CHANGES}. The method changed too:",
         "",
         method,
         "",
         table,
         "",
     ]
-    if pairs:
-        parts += [_lag_note(pairs), ""]
+    if lag is not None:
+        parts += [_lag_note(pairs, _not_run(runs)), ""]
+    if scale_note:
+        parts += [scale_note, ""]
     if capture is not None:
         parts.append(_prototype(capture))
     return "\n".join(parts)
 
 
-def _lag_note(pairs: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> str:
-    moved = [(b, n) for b, n in pairs if n is not None and n["paced"] != b["paced"]]
+def _lag_note(
+    pairs: list[tuple[dict[str, Any] | None, dict[str, Any]]], missing: list[dict[str, Any]]
+) -> str:
     text = (
-        "The lag rows compare the previous run's rows (moto, `replicator run` with capture and apply in "
-        "one process) with this run's moto rows with the same process layout (\"all\"); this run's "
-        "dynalite rows and its split rows have no before."
+        "Each lag row pairs this run's row with the previous run's row of the same store, process layout "
+        '("all": capture and apply in one `replicator run` process; "split": a `--role capture` and a '
+        "`--role apply` process) and paced rate."
     )
+    moved = [(b, n) for b, n in pairs if b is not None and n["paced"] != b["paced"]]
     if moved:
-        text += " " + "; ".join(
-            f"The paced rate changed from {b['paced']:.0f} to {n['paced']:.0f} checkpoints/s"
-            for b, n in moved
+        text += (
+            " "
+            + "; ".join(
+                f"On {n.get('store', '?')} ({n.get('roles', '?')}) the paced rate changed from "
+                f"{b['paced']:.0f} to {n['paced']:.0f} checkpoints/s"
+                for b, n in moved
+            )
+            + ", so "
+            + ("that row compares" if len(moved) == 1 else "those rows compare")
+            + " two different loads."
         )
-        text += " (the default load is now the issue's goal), so that row compares two different loads."
+    alone = [n for b, n in pairs if b is None]
+    if alone:
+        text += " No before for this run's rows " + "; ".join(_lag_name(n) for n in alone) + "."
+    if missing:
+        text += " Not run in this run: " + "; ".join(_lag_name(b) for b in missing) + "."
     return text
 
 
 def _hardware() -> str:
-    """The two runs' CPUs, when they differ: then no row compares the code alone."""
+    """The two runs' CPUs: the same model and core count, or the difference, which no row separates
+    from the code's."""
     now = machine()
-    if previous.MACHINE.split(" (")[-1].split(")")[0] in now:
-        return ""
+    if now.startswith(previous.MACHINE):
+        return (
+            f"\n\nBoth runs ran on the same kind of machine, {previous.MACHINE}: the rates of the two "
+            "runs compare the code and the load, not the hardware."
+        )
     return (
         f"\n\n**The two runs ran on different hardware**: before on {previous.MACHINE}, after on {now}. "
         "Baselines measured in the same run moved too (pg_recvlogical, the savers' "
@@ -427,6 +526,8 @@ def _hardware() -> str:
 
 def _prototype(capture: Result) -> str:
     rates = capture.data["rates"]
+    if not rates.get("publish+") or not rates.get("publish"):
+        return ""
     base = rates["pg_recvlogical"]
     gain = rates["publish+"] / rates["publish"]
     before_gain = previous.PROTOTYPE_PUBLISH_RATE / previous.CAPTURE_PUBLISH_RATE
@@ -459,11 +560,11 @@ slot created at the same LSN.
 
 This run measured {gain:.2f}x; the run of {previous.COMMIT} measured {before_gain:.2f}x ({before_rates}
 events/s). The prototype subclasses the product's `Publisher`, so each run's prototype carries that
-run's publisher: this one collects acks without stopping the source (change 1 above), the previous
-one waited for every ack every 50 ms. A partition cache and a longer linger change how kafka-python
-batches, not its per-record work in Python{send}, nor its sender thread competing with the publisher
-thread for the GIL. What would remove that work is fewer records or a client in C: recommendation 5
-below.
+run's publisher: this one sends a thread's consecutive changes as one record (change 1 above), the
+previous one sent one record per event. A partition cache and a longer linger change how
+kafka-python batches, not its per-record work in Python{send}, nor its sender thread competing with
+the publisher thread for the GIL. Fewer records (change 1) is what cuts that work; what is left of it
+would go only with a Kafka client in C (librdkafka, as confluent-kafka), which the product does not use.
 """
 
 
@@ -532,9 +633,10 @@ def _limits(results: list[Result]) -> str:
         "",
         *_applied(capture, memory, scale, lag_runs),
         "",
-        "Still recommended (not applied; numbered on from recommendations 1-4 of the run of 46451f1):",
+        "Still recommended (not applied; numbered on from recommendations 1-4 of the run of 46451f1; "
+        f"5 and 6 of the run of {previous.COMMIT} are applied above):",
         "",
-        *_recommended(capture, lag_runs),
+        *_recommended(lag_runs),
     ]
     return "\n".join(lines)
 
@@ -619,6 +721,7 @@ def _lag_limits(lag: Result, runs: list[dict[str, Any]], n: int) -> str:
         )
     split = " In this run, " + "; ".join(split_text) + "." if split_text else ""
     met = "n/a" if lag.met is None else ("met" if lag.met else "not met")
+    looked_up = any(r.get("batches_looked_up") for r in runs)
     head = (
         f"- **Lag (goal {lag.goal}: {met}).** At {high:.0f} checkpoints/s paced, per store, each process "
         "layout with its stage medians (commit to produced / waiting in Kafka / the batch's apply) and "
@@ -634,9 +737,16 @@ def _lag_limits(lag: Result, runs: list[dict[str, Any]], n: int) -> str:
         "and `--role apply`) gives each its own GIL, which is meant to shorten commit to produced and the "
         "wait in Kafka."
         + split
-        + " What remains per batch is the sequential round trips of one batch: the blob prefetch "
-        "(`BatchGetItem`), then the payload items, then the meta items, each phase waiting for the "
-        "previous one, then the Kafka offset commit and the position save before the next poll."
+        + " What remains per batch is the sequential round trips of one batch: "
+        + ("the blob prefetch (`BatchGetItem`), then " if looked_up else "")
+        + "the payload items, then the meta items, each phase waiting for the previous one, then the "
+        "Kafka offset commit and the position save before the next poll."
+        + (
+            ""
+            if looked_up
+            else " (No batch of this run looked blobs up first: the source marks the channels that have "
+            "no blob, change 2 above.)"
+        )
     )
     return "\n".join([head, "", *items, "", reading])
 
@@ -659,28 +769,36 @@ def _memory_text(memory: Result) -> str:
         return text + " No 1M-event run is in bench/memory-1m/."
     if prior["predates"]:
         return text + (
-            f" The 1M-event run in bench/memory-1m/ is still the one of {previous.COMMIT}: peak "
+            f" The 1M-event run in bench/memory-1m/ is still the one of {previous.MEMORY_1M_COMMIT}: peak "
             f"{prior['peak']:.0f} MiB over {prior['events']:,} events, second half "
-            f"{previous.MEMORY_1M_GROWTH:+.0%}, under the 300 MB goal. It ran before the changes listed "
-            f"above ({sink_threads()} requests in flight instead of 8, acks collected per source unit); "
-            "whether they change the footprint at that size needs a rerun of it."
+            f"{previous.MEMORY_1M_GROWTH:+.0%}, under the 300 MB goal. It ran before the changes already "
+            f"in the run of {previous.COMMIT} ({sink_threads()} requests in flight instead of 8, acks "
+            "collected per source unit) and before those listed above; whether they change the "
+            "footprint at that size needs a rerun of it."
         )
     return text + (
-        f" The 1M-event run in bench/memory-1m/ (rerun after {previous.COMMIT}): peak "
-        f"{prior['peak']:.0f} MiB over {prior['events']:,} events (the run of {previous.COMMIT}: "
+        f" The 1M-event run in bench/memory-1m/ (rerun after {previous.MEMORY_1M_COMMIT}): peak "
+        f"{prior['peak']:.0f} MiB over {prior['events']:,} events (the run of {previous.MEMORY_1M_COMMIT}: "
         f"{previous.MEMORY_1M_PEAK_MIB:.0f} MiB)."
     )
+
+
+def _low_rate() -> float:
+    """The previous run's lighter paced rate (80 checkpoints/s): where a batch's round trips are
+    not hidden behind a queue."""
+    return float(previous.PARAMS.get("lag_low_rate") or min(b["paced"] for b in previous.LAG))
 
 
 def _applied(
     capture: Result | None, memory: Result | None, scale: Result | None, lag_runs: list[dict[str, Any]]
 ) -> list[str]:
-    pairs = [(b, n) for b, n in lag_pairs(lag_runs) if n is not None]
+    same = [(b, n) for b, n in lag_pairs(lag_runs) if b is not None and b["paced"] == n["paced"]]
+    high = _high(lag_runs)
 
-    publisher = []
+    records = []  # change 1: a thread's consecutive changes in one record (recommendation 5)
     if capture is not None:
         rates = capture.data["rates"]
-        publisher.append(
+        records.append(
             f"Figure 2's publisher row: {fmt_rate(rates['publish'])} events/s, "
             f"{rates['publish'] / rates['source']:.0%} of the source alone, against "
             f"{fmt_rate(previous.CAPTURE_PUBLISH_RATE)} "
@@ -689,109 +807,122 @@ def _applied(
         )
         cap_prof: Any = capture.data.get("profile")
         if _usable(cap_prof):
-            publisher.append(
-                f"In the capture profile `Publisher._settle` is {_incl(cap_prof, 'Publisher._settle'):.1f}% "
-                "of the publisher thread (`Publisher._flush` "
-                f"{previous.PROFILE_CAPTURE['Publisher._flush']:.1f}% before)."
+            records.append(
+                "In the capture profile `KafkaProducer.send` is "
+                f"{_incl(cap_prof, 'KafkaProducer.send'):.0f}% of the publisher thread "
+                f"({previous.PROFILE_CAPTURE['KafkaProducer.send']:.0f}% before)."
             )
-    if pairs:
-        b, now = pairs[0]
-        publisher.append(
-            "Under the lag load (moto, one process), commit to produced had a median of "
-            f"{now['stages_p50'][0]:.0f} ms and a p99 of {now['stages_p99'][0]:.0f} ms at "
-            f"{now['rate']:.0f} checkpoints/s, against {b['stages_p50'][0]:.0f} and "
-            f"{b['stages_p99'][0]:.0f} ms at {b['rate']:.0f} before."
+    top = [(b, n) for b, n in same if n["paced"] == high]
+    if top:
+        records.append(
+            f"Under figure 3's load at {high:.0f} checkpoints/s paced, commit to produced (the source and "
+            "the publisher, now with up to `record_linger_s` in a thread's batch) at the median / p99, "
+            "before -> after: "
+            + "; ".join(
+                f"{n['store']} ({n['roles']}) {b['stages_p50'][0]:.0f} / {b['stages_p99'][0]:.0f} -> "
+                f"{n['stages_p50'][0]:.0f} / {n['stages_p99'][0]:.0f} ms"
+                for b, n in top
+            )
+            + "."
         )
 
-    sink = []
-    if pairs:
-        sink.append(
-            "Figure 3 on moto with capture and apply in one process, before -> after: "
+    marks = []  # change 2: channels with no blob marked by the source (recommendation 6)
+    looked = [r for r in lag_runs if r.get("conversations")]
+    against = (
+        f", against {previous.LOOKUPS_PER_CONVERSATION:.1f} per conversation in every row of the run of "
+        f"{previous.COMMIT}."
+    )
+    if looked and not any(r.get("lookups") for r in looked):
+        marks.append(
+            f"Under figure 3's load the sink looked up no blob state in any of this run's {len(looked)} "
+            f"rows ({sum(r['conversations'] for r in looked):,} conversations, "
+            f"{sum(r.get('batches', 0) for r in looked):,} batches with data)" + against
+        )
+    elif looked:
+        marks.append(
+            "Under figure 3's load the sink looked up "
             + "; ".join(
-                f"{_paced(b, n)}, p99 {b['p99']:.0f} -> {n['p99']:.0f} ms, at the median the batch's apply "
-                f"{b['stages_p50'][2]:.0f} -> {n['stages_p50'][2]:.0f} ms and waiting in Kafka "
-                f"{b['stages_p50'][1]:.0f} -> {n['stages_p50'][1]:.0f} ms"
-                for b, n in pairs
+                f"{r['lookups'] / r['conversations']:.1f} blob states per conversation on {r['store']} "
+                f"({r['roles']}, {r['paced']:.0f}/s paced: {r['lookups']:,} over {r['conversations']:,} "
+                f"conversations, in {r['batches_looked_up']:,} of {r['batches']:,} batches)"
+                for r in looked
+            )
+            + against
+        )
+    low = [(b, n) for b, n in same if n["paced"] == _low_rate()]
+    if low:
+        marks.append(
+            f"At {_low_rate():.0f} checkpoints/s paced, where a batch's round trips are not hidden behind a "
+            "queue, p99 lag before -> after (the batch's apply at the median; each run's floor p99): "
+            + "; ".join(
+                f"{n['store']} ({n['roles']}) {b['p99']:.0f} -> {n['p99']:.0f} ms "
+                f"({b['stages_p50'][2]:.0f} -> {n['stages_p50'][2]:.0f} ms; floor "
+                f"{b.get('floor_p99', float('nan')):.0f} -> {n.get('floor_p99', float('nan')):.0f} ms)"
+                for b, n in low
             )
             + "."
         )
-    dynalite = [r for r in lag_runs if r["store"] == "dynalite" and r["roles"] == "all"]
-    if dynalite:
-        sink.append(
-            "On dynalite, where the development figures were measured, this run's one-process rows "
-            "(no before): "
-            + "; ".join(f"p99 {r['p99']:.0f} ms at {r['rate']:.0f} checkpoints/s" for r in dynalite)
-            + "."
+    dprof: Any = memory.data.get("profile") if memory else None
+    if _usable(dprof):
+        marks.append(
+            f"In the daemon profile the blob prefetch (`_Planner._prefetch`) is "
+            f"{_incl(dprof, '_Planner._prefetch'):.1f}% "
+            f"({previous.PROFILE_DAEMON['_Planner._prefetch']:.1f}% before)."
+        )
+
+    polls = []  # change 3: polls sized in events
+    if memory is not None:
+        d = memory.data
+        polls.append(
+            f"Figure 4's peak RSS: {d['peak']:.0f} MiB over {d['backlog']:,} events (2nd half "
+            f"{d['growth']:+.0%}), against {previous.MEMORY_PEAK_MIB:.0f} MiB "
+            f"({previous.MEMORY_GROWTH:+.0%}) in the run of {previous.COMMIT}."
         )
     if scale is not None:
         ddb = scale.data["results"].get("dynamodb", {})
-        common = [k for k in sorted(ddb) if k in previous.SCALEOUT]
+        items = _items(ddb)
+        common = [k for k in sorted(items) if k in previous.SCALEOUT_ITEMS]
         if common:
-            sink.append(
-                "Figure 5's DynamoDB rows: "
+            polls.append(
+                "Figure 5's DynamoDB rows in items written per second (a record may now hold several "
+                "events): "
                 + ", ".join(
-                    f"{fmt_rate(ddb[k]['rate'])} records/s with {k} (was {fmt_rate(previous.SCALEOUT[k])})"
+                    f"{fmt_rate(items[k])} with {k} (was {fmt_rate(previous.SCALEOUT_ITEMS[k])})"
                     for k in common
                 )
                 + "."
             )
-    dprof: Any = memory.data.get("profile") if memory else None
-    if _usable(dprof):
-        validate = _self_in(dprof, "botocore/validate.py")
-        sink.append(f"In the daemon profile `botocore/validate.py` has {validate:.1f}% self time.")
-
-    roles = []
-    splits = split_pairs(lag_runs)
-    if splits:
-        roles.append(
-            "Figure 3's split rows run these roles (a `--role capture` process beside `--role apply`): "
-            + "; ".join(
-                f"on {one['store']} p99 {two['p99']:.0f} ms against {one['p99']:.0f} ms in one process"
-                for one, two in splits
-            )
-            + " (recommendation 7)."
-        )
+        else:
+            common = [k for k in sorted(ddb) if k in previous.SCALEOUT]
+            if common:
+                polls.append(
+                    "Figure 5's DynamoDB rows: "
+                    + ", ".join(
+                        f"{fmt_rate(ddb[k]['rate'])} records/s with {k} "
+                        f"(was {fmt_rate(previous.SCALEOUT[k])})"
+                        for k in common
+                    )
+                    + "."
+                )
 
     def item(change: str, shown: list[str]) -> str:
         return f"- {change}." + (" " + " ".join(shown) if shown else " (Not measured in this run.)")
 
-    publisher_change, sink_change, applier_change = previous.CHANGES
+    records_change, marks_change, polls_change = previous.CHANGES
     return [
-        item(publisher_change, publisher),
-        item(sink_change, sink),
-        item(applier_change, roles),
-        "- Recommendations 1-4 of the run of 46451f1 (msgspec JSON/JSONB decoding, `msgspec.Struct` "
-        "pgoutput messages, the blob cache's accounting by `sys.getsizeof`, no lookup of inline "
-        f"channels) are in the product since commit 20f128c, before the run of {previous.COMMIT}.",
+        item(records_change, records),
+        item(marks_change, marks),
+        item(polls_change, polls),
+        f"- Already in the product at the run of {previous.COMMIT}, so in both columns: recommendations "
+        "1-4 of the run of 46451f1 (msgspec JSON/JSONB decoding, `msgspec.Struct` pgoutput messages, the "
+        "blob cache's accounting by `sys.getsizeof`, no lookup of inline channels; commit 20f128c); Kafka "
+        "acks collected without stopping the source, 16 requests in flight per apply process and no "
+        "botocore parameter validation (814d5b0); the split roles' positions and dead letters kept per "
+        "partition (c3f198e).",
     ]
 
 
-def _recommended(capture: Result | None, lag_runs: list[dict[str, Any]]) -> list[str]:
-    proto = ""
-    if capture is not None:
-        rates = capture.data["rates"]
-        proto = (
-            f" The partition-cache and linger prototype, which leaves the records as they are, measured "
-            f"{rates['publish+'] / rates['publish']:.2f}x in this run (see above)."
-        )
-    lookups = ""
-    looked = [r for r in lag_runs if r.get("conversations") and r["paced"] == _high(lag_runs)]
-    if looked:
-        before = previous.LAG[0]
-        lookups = (
-            f" Under the lag load of figure 3 at {looked[0]['paced']:.0f} checkpoints/s paced, the sink "
-            "looked up "
-            + "; ".join(
-                f"{r['lookups'] / r['conversations']:.1f} blob states per conversation on {r['store']} "
-                f"({r['roles']}; {r['lookups']:,} over {r['conversations']:,} conversations), in "
-                f"{r['batches_looked_up']:,} of {r['batches']:,} batches"
-                for r in looked
-            )
-            + f" (the run of {previous.COMMIT}: {previous.LOOKUPS_PER_CONVERSATION:.1f} per conversation, "
-            f"in {before['batches_looked_up']} of {before['batches']} batches at {before['paced']:.0f}). "
-            "Every blob the sink writes goes to its cache, so in a run from an empty table these lookups "
-            "are of blobs that do not exist, barring cache evictions."
-        )
+def _recommended(lag_runs: list[dict[str, Any]]) -> list[str]:
     split = [
         f"on {one['store']} at {two['rate']:.0f} checkpoints/s, split p50 {two['p50']:.0f} / p99 "
         f"{two['p99']:.0f} ms against {one['p50']:.0f} / {one['p99']:.0f} ms in one process (commit to "
@@ -800,19 +931,6 @@ def _recommended(capture: Result | None, lag_runs: list[dict[str, Any]]) -> list
     ]
     split_text = " In this run: " + "; ".join(split) + "." if split else ""
     return [
-        "5. `replicator/publisher.py` + `codec.py` (larger): one Kafka record per thread and source "
-        "transaction (a list of events) instead of one per row: 2-3x fewer records for this app's "
-        "transactions (2-3 rows each), and kafka-python's cost is per record; or a librdkafka client "
-        "(confluent-kafka). Either keeps per-thread order (same key, same partition)." + proto,
-        "6. Source-side marking of channels with no blob. `PostgresSaver.put` writes a blob only for the "
-        "channels in `new_versions` whose value is not inline (`blob_versions = {k: v for k, v in "
-        "new_versions.items() if k in blob_values}`), so a consumed channel (`__start__` after its step, "
-        "the `branch:to:*` triggers) has a version in `channel_versions` and no blob row: the sink's "
-        "lookup of it can only miss, and each batch with such a lookup waits for one `BatchGetItem` round "
-        "trip before its writes." + lookups + " The source sees the checkpoint and the blobs of the same "
-        "transaction, so it could mark those channels as having no blob in the change event; the sink "
-        "would then look up only blobs it has not seen (after a restart or a cache eviction), and the "
-        "prefetch round trip would leave the latency of a batch in steady streaming.",
         "7. Run capture and apply as separate processes where lag matters: `replicator run --role "
         "capture` (one, it owns the slot) and `replicator run --role apply` (one or more per target), "
         "as the files in deploy/ already do. Each gets its own GIL: the publisher no longer waits "

@@ -158,12 +158,13 @@ def _recording_applier(out: Path) -> type:
             for records in batch.values():
                 for record in records:
                     try:
-                        event = codec.decode_value(record.value)
+                        decoded = codec.decode_record(record.value, record.headers)
                     except Exception:  # a piece of a split event: not timed
                         continue
-                    source = event.source
-                    if source.commit_ts and not source.snapshot and not hasattr(event, "kind"):
-                        seen.append((source.commit_ts, record.timestamp / 1000, source.table))
+                    for event in decoded:
+                        source = event.source
+                        if source.commit_ts and not source.snapshot and not hasattr(event, "kind"):
+                            seen.append((source.commit_ts, record.timestamp / 1000, source.table))
             sink: Any = self.sink  # the TimedSink
             lookups = sink.lookups()
             super()._apply(batch)

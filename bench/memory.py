@@ -166,15 +166,14 @@ def _full_size_note(prior: dict[str, Any] | None) -> str:
     link = "[memory-1m/results.md](memory-1m/results.md)"
     if prior["predates"]:
         return (
-            f"{why}. The 1M-event run in {link} is the one of commit {previous.COMMIT} (peak "
+            f"{why}. The 1M-event run in {link} is the one of commit {previous.MEMORY_1M_COMMIT} (peak "
             f"{prior['peak']:.0f} MiB over {prior['events']:,} events, about "
-            f"{previous.MEMORY_1M_LEVEL_MIB:.0f} MiB from half-way on), made before the changes since "
-            f"(16 requests in flight per apply process, acks collected per source unit); rerun it with "
-            f"{RERUN_1M}."
+            f"{previous.MEMORY_1M_LEVEL_MIB:.0f} MiB from half-way on), made before the product changes "
+            f"since (among them one Kafka record per thread's run of changes); rerun it with {RERUN_1M}."
         )
     return (
         f"{why}; the 1M-event run is committed as {link} ({RERUN_1M}): peak {prior['peak']:.0f} MiB "
-        f"over {prior['events']:,} events, a rerun made after the run of commit {previous.COMMIT}."
+        f"over {prior['events']:,} events, a rerun made after the run of commit {previous.MEMORY_1M_COMMIT}."
     )
 
 
@@ -182,5 +181,8 @@ def _full_size_ref(prior: dict[str, Any] | None) -> str:
     if prior is None:
         return " (1M events: not run)"
     if prior["predates"]:
-        return f" (1M events, run of {previous.COMMIT}: see memory-1m/results.md, {prior['peak']:.0f} MiB)"
+        return (
+            f" (1M events, run of {previous.MEMORY_1M_COMMIT}: see memory-1m/results.md, "
+            f"{prior['peak']:.0f} MiB)"
+        )
     return f" (1M events: see memory-1m/results.md, {prior['peak']:.0f} MiB)"

@@ -1,17 +1,22 @@
 """The figures of the previous committed run: the "before" column of results.md's before/after.
 
-They come from ``bench/results.md`` as committed in 03822f8 ("bench: results of the current code
-(full default run) and the 1M-event memory run after the cache fix": ``python -m bench`` with the
-default parameters of the time, 2026-11-25, 2 shared cores, 8.2 min) and from
-``bench/memory-1m/results.md`` as committed there (``python -m bench --only memory --memory-events
-1000000 --out bench/memory-1m``, 13.7 min). Both ran on the code of that commit; ``CHANGES`` lists
-the product changes on the measured paths since, ``METHOD_CHANGES`` those of the bench. Read them
-with ``git show 03822f8:bench/results.md`` and ``git show 03822f8:bench/memory-1m/results.md``.
+They come from ``bench/results.md`` as committed in f1c7dde ("bench: results regenerated (figures
+1-5 with the lag figure on moto and dynalite, both process layouts and floors; ...)": ``python -m
+bench --only copy capture lag memory scaleout`` with the default parameters of the time,
+2026-12-01, 2 shared cores (Intel Xeon), 17.5 min), on the code of that commit. The same commit
+holds ``bench/copy-command/results.md`` (figure 8) and ``bench/sqlite-capture/results.md``
+(figure 9), not compared here. Read them with ``git show f1c7dde:bench/results.md``.
 
-The numbers are copied by hand, not measured by this code: they are constants on purpose, so that
-the next run can be compared with them. Any later run of that kind on the same machine shares its
-cores with other work, under another load; only large differences between the two columns mean
-anything.
+The 1M-event memory run was not rerun then: ``bench/memory-1m/results.md`` is still the one
+committed in 03822f8 (``python -m bench --only memory --memory-events 1000000 --out
+bench/memory-1m``, 2026-11-25, 2 cores (AMD EPYC), 13.7 min; ``git show
+03822f8:bench/memory-1m/results.md``), hence the ``MEMORY_1M_*`` constants and their commit.
+
+``CHANGES`` lists the product changes on the measured paths since f1c7dde, ``METHOD_CHANGES``
+those of the bench. The numbers are copied by hand, not measured by this code: they are constants
+on purpose, so that the next run can be compared with them. Any later run of that kind on the
+same machine shares its cores with other work, under another load; only large differences
+between the two columns mean anything.
 """
 
 from __future__ import annotations
@@ -20,135 +25,342 @@ import re
 from pathlib import Path
 from typing import Any
 
-COMMIT = "03822f8"  # the commit whose bench/results.md holds these figures
-MACHINE = "2 cores (AMD EPYC)"  # that run's CPU, from its header line
-CHANGES_COMMIT = "the commits after 03822f8"  # where the product changes below were made
+COMMIT = "f1c7dde"  # the commit whose bench/results.md holds these figures
+COMMAND = "python -m bench --only copy capture lag memory scaleout"  # how that run was made
+MACHINE = "2 cores (Intel(R) Xeon(R) Processor)"  # that run's CPU, from its header line
+CHANGES_COMMIT = "the commits after f1c7dde"  # where the product changes below were made
 
 # The product changes on the measured paths between the previous run and this code.
 CHANGES = (
-    "`replicator/publisher.py`: Kafka acks are collected without stopping the source: each source unit "
-    "(a transaction, a snapshot chunk) keeps its records' futures, and units are confirmed in order "
-    "once all their acks are in. Before, the publisher waited for every ack (a flush) every 50 ms "
-    "(`flush_interval_s`) and after each snapshot chunk, which stalled decoding for a broker round "
-    "trip each time; it now waits only when `max_pending_bytes` of records are unacknowledged, when "
-    "the source is idle, and on stop",
-    "`connectors/sinks/dynamodb.py`: 16 requests in flight per apply process (was 8), configurable as "
-    "`[[targets]] concurrency`; botocore's client-side parameter validation is off (the sink builds "
-    "the items; DynamoDB validates them anyway). Measured during development on dynalite at 200 "
-    "checkpoints/s in one process: p99 lag 5.7 s with 8, 2.6 s with 16, 6.6 s with 32 (the GIL: more "
-    "threads starve the publisher in the same process)",
-    "`replicator/applier.py`, for the roles of `replicator run --role capture|apply`: an applier reads "
-    "the positions of the partitions it gains before applying them and writes a partition's position "
-    "only after Kafka accepted the offset commit; dead letters are kept per partition. Not a speed "
-    "change by intent, but on the measured path",
+    "`replicator/publisher.py` + `replicator/codec.py`: a thread's consecutive changes travel as one "
+    "Kafka record (format `lgr-v: 2`, a msgpack array of events; up to 128 KiB, read within "
+    "`record_linger_s` = 10 ms; sent at the latest at every settle, before a control event, at a unit "
+    "with a resume token, and when the source is idle), because kafka-python's cost is per record (in "
+    "the capture profile of the run of f1c7dde `KafkaProducer.send` was 42.8% of the publisher "
+    "thread). A unit is confirmed only after every record holding one of its events is acknowledged "
+    "(the record is counted in the earliest unit it holds events of); recommendation 5 of the run of "
+    "f1c7dde. Measured during development with the capture figure's WAL (60,000 events): publisher "
+    "path 7,140 -> 12,220-17,600 events/s (`record_linger_s` 10 ms), 20,100 with 50 ms",
+    "`connectors/sources/postgres/no_blob.py` + `connectors/langgraph/batch.py`: the Postgres source "
+    "marks, in a streamed checkpoint whose parent it read in an earlier transaction, the channels with "
+    "a version newer than the parent's and no blob row read (consumed triggers, `__start__`), and "
+    "keeps the mark while the version stays; the planner does not look those up and caches them as "
+    "absent (recommendation 6 of the run of f1c7dde). Measured during development on dynalite at 80 "
+    "checkpoints/s, one process: blob lookups per conversation 6.0 -> 0.0; p99 239-264 ms with marks "
+    "vs 283-287 ms without (floor p99 176-234 ms in the same runs), the batch's apply median 87-94 vs "
+    "106 ms",
+    "`replicator/applier.py`: records are polled so that a batch holds about `batch_events` events "
+    "(the ratio of events per record seen in the last batches), since a record may now hold many "
+    "events. Not a speed change by intent; it keeps the daemon's memory bounded (the backlog test's "
+    "peak RSS: 282 MiB without it, 234-245 MiB with it, 207 MiB before batching)",
+)
+# Commits since the previous run that touched the measured paths without meaning to change them.
+OTHER_CHANGES = (
+    "the Postgres source's json/jsonb columns are decoded by one helper shared with the SQLite source "
+    "(6233d03: the same msgspec decoder with the same `json.loads` fallback), and the publisher's "
+    "open unit is built plainly (9c858ec)"
 )
 # The bench's own changes since that run that change what a figure measures.
 METHOD_CHANGES = (
-    "`bench/lag.py`: figure 3 runs on moto and on dynalite, each with capture and apply in one process "
-    '("all") and split into a `--role capture` and a `--role apply` process ("split"), beside a '
-    "floor (the same writers at the same rate writing straight into that DynamoDB through "
-    "`DynamoDBSaver`, each `put` / `put_writes` timed); the default load is 200 checkpoints/s (was "
-    "250) for 20 s (was 30), at the issue's goal. The previous run had moto and one process only",
+    "`bench/__main__.py`, `bench/env.py` (`wait_quiet`): before each figure the bench now waits (up to "
+    "3 minutes) until the machine is quiet, under 20% of its CPU busy over 2 s, and reports that busy "
+    "share and the wait; the previous run reported the 1-minute load average only (still recorded, "
+    "last column below)",
+    "`bench/lag.py`: the floor's `DynamoDBSaver` is built as the DynamoDB target builds it "
+    "(`DynamoDBSink.saver()`: the sink's botocore config, adaptive retries, keep-alive, no client-side "
+    "parameter validation) instead of with botocore's defaults (3d6b647)",
 )
 
-# Parameters of the previous run (the defaults of `python -m bench` then), to tell whether this
-# run's sizes are comparable.
+# Parameters of the previous run (its "Parameters:" line), to tell whether this run's sizes are
+# comparable.
 PARAMS: dict[str, Any] = {
     "quick": False,
+    "no_profile": False,
+    "threads": 2000,
+    "real_threads": 200,
+    "turns": 2,
+    "baseline_threads": 40,
     "capture_events": 200_000,
-    "lag_seconds": 30.0,
-    "lag_rate": 250.0,
+    "tx_rows": 3,
+    "lag_seconds": 20.0,
+    "lag_rate": 200.0,
+    "lag_writers": 4,
     "lag_low_rate": 80.0,
+    "lag_roles": ["all", "split"],
+    "lag_appliers": 1,
+    "lag_stores": ["moto", "dynalite"],
     "memory_events": 100_000,
     "scaleout_events": 40_000,
+    "partitions": 8,
     "consumers": [1, 2, 4],
+    "switches": 20,
+    "switch_rate": 8.0,
+    "switch_writers": 2,
+    "target_threads": 60,
+    "sqlite_copies": 60,
+    "copy_command_threads": 60,
 }
 
 # 1-minute load average just before each figure (other work on the machine).
-LOAD = {"copy": 0.7, "capture": 2.9, "lag": 2.1, "memory": 3.6, "scaleout": 4.0}
+LOAD = {"copy": 0.9, "capture": 2.9, "lag": 2.0, "memory": 4.0, "scaleout": 3.2}
 
 # 1. Initial copy vs savers' API.
-COPY_RATIO = 8.77
-COPY_RATE = 263.0  # replicator, checkpoints/s
-COPY_BASELINE_RATE = 30.0  # savers' API, checkpoints/s
+COPY_RATIO = 7.52
+COPY_RATE = 174.0  # replicator, checkpoints/s
+COPY_BASELINE_RATE = 23.0  # savers' API, checkpoints/s
 
 # 2. Capture: PostgresSource alone vs pg_recvlogical, and the publisher over the source.
-CAPTURE_RATIO = 0.91
-CAPTURE_SOURCE_RATE = 58_595.0  # events/s
-CAPTURE_RECVLOGICAL_RATE = 64_617.0  # events/s
-CAPTURE_PUBLISH_RATE = 16_156.0  # events/s, produced and acknowledged
+CAPTURE_RATIO = 0.67
+CAPTURE_SOURCE_RATE = 37_286.0  # events/s
+CAPTURE_RECVLOGICAL_RATE = 55_912.0  # events/s
+CAPTURE_PUBLISH_RATE = 6_729.0  # events/s, produced and acknowledged (one record per event then)
 # The prototype of bench/proposed.py in that run, on the same WAL: the publisher with a partition
 # cache and linger_ms=20 (not in the product; it subclasses the publisher of its time).
-PROTOTYPE_PUBLISH_RATE = 21_525.0  # events/s
+PROTOTYPE_PUBLISH_RATE = 6_326.0  # events/s
 
-# 3. Lag at the paced 250 and 80 checkpoints/s. Both ran on moto, with capture and apply in one
-# `replicator run` process (this run's store "moto", roles "all"). rate: measured checkpoints/s;
-# p50..max and stages (commit to produced, produced to polled, polled to durable) in ms; cpu in
-# cores while writing; lookups: the sink's BatchGetItem keys over the whole run.
+# 3. Lag, per store ("moto", "dynalite"), process layout ("all": capture and apply in one
+# `replicator run`; "split": `--role capture` + one `--role apply`) and paced rate (200 and 80
+# checkpoints/s), as bench/lag.py's summary rows. rate: measured checkpoints/s; events: events/s;
+# p50..max, floors and stages (commit to produced, produced to polled, polled to durable) in ms;
+# drain_s: caught up after the load; cpu in cores while writing ("daemon": both processes when
+# split); lookups: the sink's BatchGetItem keys over the whole run; batches: batches with data.
 LAG: tuple[dict[str, Any], ...] = (
     {
-        "paced": 250.0,
-        "rate": 250.0,
-        "p50": 3887.0,
-        "p90": 4937.0,
-        "p99": 5842.0,
-        "max": 6207.0,
-        "drain_s": 2.9,
-        "stages_p50": [29.0, 2459.0, 1389.0],
-        "stages_p99": [308.0, 4628.0, 2872.0],
-        "cpu": {"writers": 0.55, "daemon": 0.49, "moto": 0.49, "postgres": 0.18, "broker": 0.03},
-        "conversations": 940,
-        "lookups": 5_640,
-        "batches": 27,
-        "batches_looked_up": 27,
+        "store": "moto",
+        "roles": "all",
+        "paced": 200.0,
+        "rate": 200.0,
+        "events": 1_024.0,
+        "p50": 12732.0,
+        "p90": 15502.0,
+        "p99": 19091.0,
+        "max": 19335.0,
+        "floor_p50": 224.0,
+        "floor_p99": 1022.0,
+        "drain_s": 13.2,
+        "stages_p50": [2027.0, 8384.0, 2199.0],
+        "stages_p99": [2813.0, 14182.0, 3991.0],
+        "cpu": {"writers": 0.72, "moto": 0.44, "daemon": 0.44, "postgres": 0.22, "broker": 0.02},
+        "conversations": 500,
+        "lookups": 3_000,
+        "batches": 15,
+        "batches_looked_up": 14,
     },
     {
+        "store": "moto",
+        "roles": "all",
         "paced": 80.0,
         "rate": 79.0,
-        "p50": 152.0,
-        "p90": 360.0,
-        "p99": 2283.0,
-        "max": 2347.0,
+        "events": 405.0,
+        "p50": 321.0,
+        "p90": 485.0,
+        "p99": 541.0,
+        "max": 564.0,
+        "floor_p50": 229.0,
+        "floor_p99": 1071.0,
+        "drain_s": 0.2,
+        "stages_p50": [28.0, 105.0, 196.0],
+        "stages_p99": [82.0, 218.0, 341.0],
+        "cpu": {"moto": 0.37, "daemon": 0.37, "writers": 0.27, "postgres": 0.09, "broker": 0.03},
+        "conversations": 200,
+        "lookups": 1_200,
+        "batches": 68,
+        "batches_looked_up": 61,
+    },
+    {
+        "store": "moto",
+        "roles": "split",
+        "paced": 200.0,
+        "rate": 199.0,
+        "events": 1_020.0,
+        "p50": 11974.0,
+        "p90": 16033.0,
+        "p99": 18987.0,
+        "max": 19428.0,
+        "floor_p50": 224.0,
+        "floor_p99": 1022.0,
+        "drain_s": 11.9,
+        "stages_p50": [271.0, 8423.0, 1996.0],
+        "stages_p99": [1581.0, 16573.0, 6581.0],
+        "cpu": {"writers": 0.70, "daemon": 0.50, "moto": 0.48, "postgres": 0.21, "broker": 0.04},
+        "conversations": 499,
+        "lookups": 2_994,
+        "batches": 15,
+        "batches_looked_up": 15,
+    },
+    {
+        "store": "moto",
+        "roles": "split",
+        "paced": 80.0,
+        "rate": 79.0,
+        "events": 405.0,
+        "p50": 322.0,
+        "p90": 451.0,
+        "p99": 497.0,
+        "max": 524.0,
+        "floor_p50": 229.0,
+        "floor_p99": 1071.0,
+        "drain_s": 0.5,
+        "stages_p50": [22.0, 136.0, 174.0],
+        "stages_p99": [67.0, 225.0, 276.0],
+        "cpu": {"daemon": 0.38, "moto": 0.38, "writers": 0.27, "postgres": 0.09, "broker": 0.04},
+        "conversations": 200,
+        "lookups": 1_200,
+        "batches": 77,
+        "batches_looked_up": 71,
+    },
+    {
+        "store": "dynalite",
+        "roles": "all",
+        "paced": 200.0,
+        "rate": 200.0,
+        "events": 1_023.0,
+        "p50": 11280.0,
+        "p90": 13878.0,
+        "p99": 15904.0,
+        "max": 16209.0,
+        "floor_p50": 41.0,
+        "floor_p99": 207.0,
+        "drain_s": 11.5,
+        "stages_p50": [1932.0, 6919.0, 2420.0],
+        "stages_p99": [3791.0, 11016.0, 3958.0],
+        "cpu": {
+            "writers": 0.78,
+            "daemon": 0.47,
+            "dynalite": 0.24,
+            "postgres": 0.23,
+            "broker": 0.03,
+            "moto": 0.01,
+        },
+        "conversations": 500,
+        "lookups": 3_000,
+        "batches": 15,
+        "batches_looked_up": 15,
+    },
+    {
+        "store": "dynalite",
+        "roles": "all",
+        "paced": 80.0,
+        "rate": 79.0,
+        "events": 405.0,
+        "p50": 295.0,
+        "p90": 409.0,
+        "p99": 563.0,
+        "max": 598.0,
+        "floor_p50": 45.0,
+        "floor_p99": 249.0,
+        "drain_s": 0.1,
+        "stages_p50": [35.0, 110.0, 145.0],
+        "stages_p99": [97.0, 223.0, 341.0],
+        "cpu": {
+            "daemon": 0.43,
+            "writers": 0.32,
+            "dynalite": 0.17,
+            "postgres": 0.10,
+            "broker": 0.04,
+            "moto": 0.03,
+        },
+        "conversations": 200,
+        "lookups": 1_200,
+        "batches": 64,
+        "batches_looked_up": 62,
+    },
+    {
+        "store": "dynalite",
+        "roles": "split",
+        "paced": 200.0,
+        "rate": 197.0,
+        "events": 1_011.0,
+        "p50": 8075.0,
+        "p90": 11032.0,
+        "p99": 12620.0,
+        "max": 12819.0,
+        "floor_p50": 41.0,
+        "floor_p99": 207.0,
+        "drain_s": 6.4,
+        "stages_p50": [105.0, 5954.0, 1360.0],
+        "stages_p99": [1312.0, 10707.0, 3957.0],
+        "cpu": {
+            "writers": 0.74,
+            "daemon": 0.57,
+            "postgres": 0.23,
+            "dynalite": 0.22,
+            "broker": 0.05,
+            "moto": 0.02,
+        },
+        "conversations": 497,
+        "lookups": 2_982,
+        "batches": 15,
+        "batches_looked_up": 15,
+    },
+    {
+        "store": "dynalite",
+        "roles": "split",
+        "paced": 80.0,
+        "rate": 79.0,
+        "events": 405.0,
+        "p50": 235.0,
+        "p90": 320.0,
+        "p99": 421.0,
+        "max": 451.0,
+        "floor_p50": 45.0,
+        "floor_p99": 249.0,
         "drain_s": 0.3,
-        "stages_p50": [12.0, 46.0, 89.0],
-        "stages_p99": [46.0, 1698.0, 568.0],
-        "cpu": {"moto": 0.27, "daemon": 0.24, "writers": 0.18, "postgres": 0.06, "broker": 0.02},
-        "conversations": 300,
-        "lookups": 1_800,
-        "batches": 110,
-        "batches_looked_up": 97,
+        "stages_p50": [25.0, 91.0, 121.0],
+        "stages_p99": [61.0, 232.0, 198.0],
+        "cpu": {
+            "daemon": 0.39,
+            "writers": 0.29,
+            "dynalite": 0.14,
+            "postgres": 0.10,
+            "broker": 0.04,
+            "moto": 0.03,
+        },
+        "conversations": 200,
+        "lookups": 1_200,
+        "batches": 66,
+        "batches_looked_up": 61,
     },
 )
 
 # 4. Memory over a backlog.
-MEMORY_PEAK_MIB = 171.0
+MEMORY_PEAK_MIB = 182.0
 MEMORY_EVENTS = 100_031
-MEMORY_GROWTH = 0.03  # peak of the 2nd half vs the 1st
-# The 1M-event run (bench/memory-1m/results.md in 03822f8): peak 242 MiB over 999,975 events,
-# 200 / 236 / 236 / 221 MiB at 25 / 50 / 75 / 100% applied, 2nd half +7%, in 13.7 min.
+MEMORY_GROWTH = 0.02  # peak of the 2nd half vs the 1st
+# The 1M-event run (bench/memory-1m/results.md, committed in 03822f8 and not rerun since): peak 242
+# MiB over 999,975 events, 200 / 236 / 236 / 221 MiB at 25 / 50 / 75 / 100% applied, 2nd half +7%,
+# in 13.7 min.
+MEMORY_1M_COMMIT = "03822f8"
 MEMORY_1M_PEAK_MIB = 242.0
 MEMORY_1M_EVENTS = 999_975
 MEMORY_1M_GROWTH = 0.07
 MEMORY_1M_MINUTES = 13.7
 MEMORY_1M_LEVEL_MIB = 236.0  # its RSS at 50% and 75% applied (bench/memory.py quotes it)
 
-# 5. Scale-out, DynamoDB sink: records/s by consumer count.
-SCALEOUT = {1: 1_701.0, 2: 1_529.0, 4: 1_389.0}
+# 5. Scale-out, DynamoDB sink: records/s by consumer count (one event per record then: 39,999
+# events in 40,015 records with the control records), and the DynamoDB items written per second
+# (records/s times 2.3 items per record, as that run's section gives them).
+SCALEOUT = {1: 827.0, 2: 1_158.0, 4: 911.0}
+SCALEOUT_ITEMS = {1: 1_900.0, 2: 2_660.0, 4: 2_093.0}
+SCALEOUT_ITEMS_PER_RECORD = 2.3
 
 # Profile shares of the previous run (py-spy, % of samples, inclusive; see "Profiles" in that
 # results.md). The capture profile is of the publisher thread; the daemon's of figure 4's backlog.
 PROFILE_CAPTURE = {
-    "PostgresSource._stream": 46.7,
-    "KafkaProducer.send": 39.1,
-    "Publisher._flush": 3.4,  # waiting for every ack; Publisher._settle since
+    "PostgresSource._stream": 45.2,
+    "Publisher._send": 44.6,
+    "KafkaProducer.send": 42.8,
+    "RecordAccumulator.append": 20.6,
+    "codec.py:encode": 5.1,  # one encode per event into its own record(s)
+    "Publisher._settle": 1.4,  # Publisher._flush (waiting for every ack) was gone by then
 }
 PROFILE_DAEMON = {
-    "BaseClient._make_api_call": 64.3,
-    "Applier._apply": 14.3,
-    "DynamoDBSink._prefetch": 0.5,  # the blob prefetch; connectors/langgraph/batch.py _Planner since
+    "BaseClient._make_api_call": 59.5,
+    "Applier._apply": 9.6,
+    "_Planner._prefetch": 0.3,  # the blob prefetch
 }
-# BatchGetItem keys per one-turn conversation of the app under the lag load (5,640 over 940
-# conversations at 250 checkpoints/s, 1,800 over 300 at 80).
+# BatchGetItem keys per one-turn conversation of the app under the lag load: 6.0 in every row
+# (3,000 over 500 conversations at 200 checkpoints/s, 1,200 over 200 at 80, on both stores).
 LOOKUPS_PER_CONVERSATION = 6.0
 
 MEMORY_1M_RESULTS = Path(__file__).resolve().parent / "memory-1m" / "results.md"
@@ -159,7 +371,8 @@ def memory_1m(path: Path = MEMORY_1M_RESULTS) -> dict[str, Any] | None:
     """The committed 1M-event run: its peak, its size, and whether it is still the one of 03822f8.
 
     None when there is no such file. ``predates`` is True while the file still holds the headline
-    of the run of 03822f8 (made on the code before ``CHANGES``); a rerun replaces it.
+    of the run of 03822f8 (``MEMORY_1M_COMMIT``, made on the code before the changes measured in
+    the run of f1c7dde and before ``CHANGES``); a rerun replaces it.
     """
     try:
         text = path.read_text(encoding="utf-8")

@@ -146,10 +146,7 @@ def write(
         "",
         "Parameters: " + ", ".join(f"`{k}={v}`" for k, v in params.items()) + ".",
         "",
-        "Other work on the machine (1-minute load average just before each figure, this run's own "
-        "services idle): "
-        + ", ".join(f"{r.key} {r.data['load_before']:.1f}" for r in results if "load_before" in r.data)
-        + ".",
+        _quiet(results),
         "",
         "| # | figure | measured | goal | met |",
         "|---|---|---|---|---|",
@@ -174,3 +171,26 @@ def write(
     path = outdir / "results.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def _quiet(results: list[Result]) -> str:
+    """How quiet the machine was before each figure: each waits (up to 3 min) for the work of
+    the one before to drain, then the CPU's busy share over 2 s is what else was running."""
+    if not any("busy_before" in r.data for r in results):  # a run from before the wait
+        return (
+            "Other work on the machine (1-minute load average just before each figure, this run's own "
+            "services idle): "
+            + ", ".join(f"{r.key} {r.data['load_before']:.1f}" for r in results if "load_before" in r.data)
+            + "."
+        )
+    return (
+        "Before each figure the bench waits (up to 3 min) until the machine is quiet, under 20% of "
+        "its CPU busy over 2 s, so that one figure's leftover work (a store compacting, a database "
+        "checkpoint) is not measured in the next. CPU busy just before each figure, and the wait: "
+        + ", ".join(
+            f"{r.key} {r.data['busy_before']:.0%} ({r.data.get('quiet_wait_s', 0):.0f} s)"
+            for r in results
+            if "busy_before" in r.data
+        )
+        + "."
+    )

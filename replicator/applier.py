@@ -242,6 +242,10 @@ class Applier:
         self.config = config
         self.state = state
         self.batch_events = batch_events
+        # A record holds one or more events (a thread's run of changes): records are polled so
+        # that a batch holds about ``batch_events`` events, by the ratio the last batches showed
+        # (the first poll takes few records, before any ratio is known).
+        self._events_per_record = 16.0
         self.group_id = f"{config.group_prefix}.{sink.name}"
         self.consumer_overrides = consumer_overrides or {}
         self.on_batch = on_batch  # metrics hook: (events, seconds, newest commit_ts)
@@ -360,7 +364,7 @@ class Applier:
             beat.start()
             while not stop.is_set():
                 try:
-                    batch = self.consumer.poll(timeout_ms=200, max_records=self.batch_events)
+                    batch = self.consumer.poll(timeout_ms=200, max_records=self._max_records())
                 except KafkaError as exc:
                     raise ReplicatorError(ErrorKind.BROKER_UNREACHABLE, f"cannot consume: {exc}") from None
                 self._take_assignment()
@@ -429,6 +433,14 @@ class Applier:
                 log.warning("could not record this applier in the state store", error=str(exc))
             self._member_wake.wait(self.member_refresh_s)
 
+    def _max_records(self) -> int:
+        return max(1, round(self.batch_events / self._events_per_record))
+
+    def _learn_events_per_record(self, records: int, events: int) -> None:
+        if records:
+            ratio = max(1.0, events / records)
+            self._events_per_record = (self._events_per_record + ratio) / 2
+
     # -- one batch ------------------------------------------------------------------------------
 
     def _apply(self, batch: dict[TopicPartition, list[Any]]) -> None:
@@ -439,6 +451,7 @@ class Applier:
         commits: dict[TopicPartition, OffsetAndMetadata] = {}
         moved: dict[int, PartitionPosition] = {}
         newest_commit_ts = 0.0
+        decoded_total = 0
         for tp, records in batch.items():
             reassembler = self.reassemblers.setdefault(tp, Reassembler())
             position = self.stats.partitions.get(tp.partition, PartitionPosition())
@@ -447,33 +460,39 @@ class Applier:
             for record in records:
                 thread = record.key.decode("utf-8", "replace") if record.key else None
                 try:
-                    event = reassembler.feed(record.offset, record.value, record.headers)
+                    decoded = reassembler.feed(record.offset, record.value, record.headers)
                 except ReplicatorError as exc:
                     poison.append(self._poison(record, tp, thread, str(exc)))
                     continue
-                if event is None:
-                    continue
-                below = applied_below(below, event)
-                if isinstance(event, Control):
-                    # A heartbeat says everything committed by its time is here: the partition
-                    # is applied up to that time too (status's lag in seconds reads it).
+                decoded_total += len(decoded)
+                changes: list[DataChange] = []
+                for event in decoded:
+                    below = applied_below(below, event)
+                    if isinstance(event, Control):
+                        # A heartbeat says everything committed by its time is here: the partition
+                        # is applied up to that time too (status's lag in seconds reads it).
+                        if event.source.commit_ts:
+                            commit_ts = max(commit_ts, event.source.commit_ts)
+                        continue
                     if event.source.commit_ts:
-                        commit_ts = max(commit_ts, event.source.commit_ts)
+                        commit_ts = event.source.commit_ts
+                        newest_commit_ts = max(newest_commit_ts, commit_ts)
+                    changes.append(event)
+                if not changes:
                     continue
-                if event.source.commit_ts:
-                    commit_ts = event.source.commit_ts
-                    newest_commit_ts = max(newest_commit_ts, commit_ts)
-                if thread_of(event) in self.paused:
+                if any(thread_of(event) in self.paused for event in changes):
+                    # A record holds one thread's changes: it is parked whole.
                     poison.append(self._poison(record, tp, thread, "thread paused by an earlier dead letter"))
                     continue
-                events.append(event)
-                origins.append((tp.partition, record.offset))
-                applied_here += 1
+                events.extend(changes)
+                origins.extend([(tp.partition, record.offset)] * len(changes))
+                applied_here += len(changes)
             offset = reassembler.safe_commit(records[-1].offset + 1)
             commits[tp] = OffsetAndMetadata(offset, "", -1)
             moved[tp.partition] = PartitionPosition(
                 offset, below, commit_ts, time.time(), position.events + applied_here
             )
+        self._learn_events_per_record(sum(len(records) for records in batch.values()), decoded_total)
         if events:
             poison.extend(self._apply_isolating(events, origins))
         if poison:

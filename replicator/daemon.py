@@ -262,6 +262,7 @@ class Daemon:
                 if publisher is not None:
                     live.produced = dict(publisher.stats.produced)
                     live.control_offsets = {p: list(o) for p, o in publisher.stats.control_offsets.items()}
+                    live.batch_offsets = {p: list(o) for p, o in publisher.stats.batch_offsets.items()}
                 report = collect(self.config, self._state(), head, details, live, migration)
                 # The daemon's own writes (positions) keep moving the WAL head, so "caught up"
                 # is judged against the head of the previous round, a second ago.

@@ -76,7 +76,9 @@ class CheckpointChange(msgspec.Struct, frozen=True, tag_field="entity", tag="che
     """A checkpoint put (``op=u``) or removal (``op=d``; then only ``key`` is meaningful).
 
     ``unchanged`` names fields the source could not send because they were not modified
-    (Postgres unchanged-TOAST): a sink keeps its stored value for those.
+    (Postgres unchanged-TOAST): a sink keeps its stored value for those. ``no_blob`` names
+    channels the source knows have no blob at their version in this checkpoint
+    (``connectors/sources/postgres/no_blob.py``): a sink need not look them up.
     """
 
     op: Op
@@ -86,6 +88,7 @@ class CheckpointChange(msgspec.Struct, frozen=True, tag_field="entity", tag="che
     checkpoint: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     unchanged: tuple[str, ...] = ()
+    no_blob: tuple[str, ...] = ()
 
 
 class BlobChange(msgspec.Struct, frozen=True, tag_field="entity", tag="blob", omit_defaults=True):

@@ -99,7 +99,11 @@ class _StateCollector(Collector):
                 source["snapshot"]["total_estimate"],
             )
             for metric, doc, key in (
-                ("apply_lag_events", "Data events produced but not yet applied.", "events"),
+                (
+                    "apply_lag_events",
+                    "Data events produced but not yet applied.",
+                    "events",
+                ),
                 ("apply_lag_bytes", "Source head minus the target's applied position.", "bytes"),
                 ("apply_lag_seconds", "Age of the oldest change not yet applied.", "seconds"),
             ):

@@ -18,6 +18,14 @@ acknowledged. Waiting for every ack (a flush) stalled decoding for a broker roun
 50 ms; while streaming, the publisher now waits only when the unacknowledged bytes reach the
 bound, when the source is idle, and on stop. A unit with its own resume token (a chunk of the
 initial copy) is still confirmed at once, so that a restart resumes the copy after it.
+
+A thread's consecutive changes travel as one record (``codec.batch_record``): kafka-python's
+cost is per record, and one record per row took over half of the capture thread. Events wait
+in a per-thread batch for at most ``record_linger_s`` (or until the source is idle, a control
+event, a unit with a resume token, or the batch's size bound), and every settle sends every
+batch first, so a unit is never confirmed with one of its events still unsent. A batch's record
+is counted in the earliest unit it holds events of: units are confirmed in order, so no unit
+after it is confirmed before that record is acknowledged either.
 """
 
 from __future__ import annotations
@@ -44,6 +52,8 @@ from replicator.state import POSITION, PUBLISHER_STATE, StateStore
 log = structlog.get_logger("replicator.publisher")
 
 _CONTROL_OFFSETS_KEPT = 20_000
+# A batch record's size bound: well under the broker's default limit and kafka-python's batch.
+_BATCH_RECORD_BYTES = 128 * 1024
 
 
 @dataclass
@@ -56,6 +66,9 @@ class PublisherStats:
     produced: dict[int, int] = field(default_factory=dict)  # partition -> next offset (from acks)
     partitions: list[int] = field(default_factory=list)
     control_offsets: dict[int, list[int]] = field(default_factory=dict)  # recent heartbeat offsets
+    # Recent records holding more than one event: (offset, events beyond the first), per partition,
+    # so that lag in events counts events, not records (status.Live).
+    batch_offsets: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
     log_resets: int = 0
 
 
@@ -63,7 +76,7 @@ class PublisherStats:
 class _Unit:
     """The records of one source unit, produced, and its end (None while it is still open)."""
 
-    futures: list[tuple[Any, bool]] = field(default_factory=list)  # (future, is_control)
+    futures: list[tuple[Any, int]] = field(default_factory=list)  # (future, events in it; 0: control)
     bytes: int = 0
     commit: Committed | None = None
     checked: int = 0  # futures[:checked] are known done
@@ -73,6 +86,15 @@ class _Unit:
         while self.checked < len(futures) and futures[self.checked][0].is_done:
             self.checked += 1
         return self.checked == len(futures)
+
+
+@dataclass
+class _ThreadBatch:
+    """Encoded events of one thread not sent yet, and the earliest unit they belong to."""
+
+    unit: _Unit
+    values: list[bytes] = field(default_factory=list)
+    bytes: int = 0
 
 
 class Publisher:
@@ -86,6 +108,7 @@ class Publisher:
         max_pending_bytes: int = 32 * 1024 * 1024,
         state_interval_s: float = 0.25,
         applied_position: Callable[[list[int]], int] | None = None,
+        record_linger_s: float = 0.01,
     ) -> None:
         self.source = source
         self.config = config
@@ -104,7 +127,11 @@ class Publisher:
         self._open = _Unit()  # records of the unit being read
         self._closed: deque[_Unit] = deque()  # whole units, oldest first, not yet confirmed
         self._unacked_bytes = 0
-        self._last_settle = 0.0
+        self.record_linger_s = record_linger_s
+        self._batches: dict[bytes | None, _ThreadBatch] = {}  # thread key -> its unsent events
+        self._batched_bytes = 0
+        self._batched_since = 0.0
+        self._last_settle = time.monotonic()
         self._last_state_write = 0.0
 
     def run(self, stop: threading.Event) -> None:
@@ -119,7 +146,7 @@ class Publisher:
             self.stats.partitions = sorted(partitions)
             for item in self.source.stream():
                 if item is None:
-                    if self._closed or self._open.futures:
+                    if self._closed or self._open.futures or self._batches:
                         self._settle(producer, wait=True)  # idle: nothing to overlap with
                     if stop.is_set():
                         break
@@ -131,22 +158,26 @@ class Publisher:
                     if stop.is_set():
                         self._settle(producer, wait=True)
                         break
+                    now = time.monotonic()
                     if item.token is not None:
                         # A unit with its own resume token (a snapshot chunk, the copy's end) is
                         # confirmed at once, as the copy's progress is: a restart resumes after it.
                         self._settle(producer, wait=True)
-                    elif time.monotonic() - self._last_settle >= self.flush_interval_s:
+                    elif now - self._last_settle >= self.flush_interval_s:
                         self._settle(producer, wait=False)
+                    elif self._batches and now - self._batched_since >= self.record_linger_s:
+                        self._send_batches(producer)
                     continue
                 fault_point("publisher.before_produce")
                 if isinstance(item, Control):
+                    # Every change read before it must be in its partition first.
+                    self._send_batches(producer)
                     for record in codec.encode(item, self.config.max_message_bytes):
                         for partition in self.stats.partitions:
-                            self._send(producer, record, partition)
+                            self._send(producer, record, partition, events=0)
                 else:
                     self.stats.events += 1
-                    for record in codec.encode(item, self.config.max_message_bytes):
-                        self._send(producer, record, None)
+                    self._add(producer, item)
                 fault_point("publisher.after_send")
                 if self._unacked_bytes >= self.max_pending_bytes:
                     self._settle(producer, wait=True)
@@ -158,7 +189,48 @@ class Publisher:
             except Exception:
                 pass
 
-    def _send(self, producer: Any, record: codec.Record, partition: int | None) -> None:
+    def _add(self, producer: Any, event: Any) -> None:
+        """Queue a data event in its thread's batch (an event too large for one record is sent
+        at once, in pieces, after what its thread has queued)."""
+        key = codec.key_of(event)
+        value = codec.encode_value(event)
+        room = codec.budget(self.config.max_message_bytes, key)
+        batch = self._batches.get(key)
+        if batch is not None and batch.bytes + len(value) > min(room, _BATCH_RECORD_BYTES):
+            self._send_batch(producer, key)
+            batch = None
+        if len(value) > min(room, _BATCH_RECORD_BYTES):
+            for record in codec.single_records(key, value, room):
+                self._send(producer, record, None)
+            return
+        if batch is None:
+            if not self._batches:
+                self._batched_since = time.monotonic()
+            batch = self._batches[key] = _ThreadBatch(self._open)
+        batch.values.append(value)
+        batch.bytes += len(value)
+        self._batched_bytes += len(value)
+        if self._batched_bytes >= _BATCH_RECORD_BYTES * 8:
+            self._send_batches(producer)
+
+    def _send_batch(self, producer: Any, key: bytes | None) -> None:
+        batch = self._batches.pop(key)
+        self._batched_bytes -= batch.bytes
+        self._send(producer, codec.batch_record(key, batch.values), None, batch.unit, len(batch.values))
+
+    def _send_batches(self, producer: Any) -> None:
+        for key in list(self._batches):
+            self._send_batch(producer, key)
+
+    def _send(
+        self,
+        producer: Any,
+        record: codec.Record,
+        partition: int | None,
+        unit: _Unit | None = None,
+        events: int = 1,
+    ) -> None:
+        """Produce one record; ``events``: the events it holds (0: a control record)."""
         try:
             future = producer.send(
                 self.config.topic,
@@ -169,8 +241,9 @@ class Publisher:
             )
         except KafkaError as exc:
             raise ReplicatorError(ErrorKind.BROKER_UNREACHABLE, f"cannot produce to Kafka: {exc}") from None
-        self._open.futures.append((future, partition is not None))
-        self._open.bytes += len(record.value)
+        unit = unit if unit is not None else self._open
+        unit.futures.append((future, events))
+        unit.bytes += len(record.value)
         self._unacked_bytes += len(record.value)
         self.stats.records += 1
         self.stats.bytes += len(record.value)
@@ -182,7 +255,9 @@ class Publisher:
 
     def _settle(self, producer: Any, *, wait: bool) -> None:
         """Confirm every whole unit whose records Kafka acknowledged, oldest first. ``wait``:
-        first wait for every ack (the bound on unacknowledged bytes, an idle source, stop)."""
+        first wait for every ack (the bound on unacknowledged bytes, an idle source, stop).
+        Every batch is sent first: a unit with an event still in one must not look acknowledged."""
+        self._send_batches(producer)
         self._last_settle = time.monotonic()
         if wait:
             try:
@@ -220,8 +295,8 @@ class Publisher:
             self._confirm(latest)
         self._write_state()
 
-    def _record_acks(self, futures: list[tuple[Any, bool]]) -> None:
-        for future, is_control in futures:
+    def _record_acks(self, futures: list[tuple[Any, int]]) -> None:
+        for future, events in futures:
             if not future.is_done:
                 raise ReplicatorError(ErrorKind.BROKER_UNREACHABLE, "Kafka did not acknowledge in time")
             if future.failed():
@@ -232,11 +307,16 @@ class Publisher:
             self._check_log_reset(meta.partition, meta.offset)
             if meta.offset + 1 > self.stats.produced.get(meta.partition, 0):
                 self.stats.produced[meta.partition] = meta.offset + 1
-            if is_control:
+            if events == 0:
                 offsets = self.stats.control_offsets.setdefault(meta.partition, [])
                 offsets.append(meta.offset)
                 if len(offsets) > _CONTROL_OFFSETS_KEPT:
                     del offsets[: len(offsets) - _CONTROL_OFFSETS_KEPT]
+            elif events > 1:
+                batches = self.stats.batch_offsets.setdefault(meta.partition, [])
+                batches.append((meta.offset, events - 1))
+                if len(batches) > _CONTROL_OFFSETS_KEPT:
+                    del batches[: len(batches) - _CONTROL_OFFSETS_KEPT]
 
     def _confirm(self, commit: Committed) -> None:
         if commit.token is not None or self.applied_position is None:
@@ -270,6 +350,7 @@ class Publisher:
         self._previous_log_end.clear()
         self.stats.produced = {}
         self.stats.control_offsets = {}
+        self.stats.batch_offsets = {}
         log.error(
             "Kafka log lost records this replicator had produced (topic recreated or broker restarted "
             "without its data). Refilling from the replication slot, which holds every change no "

@@ -9,9 +9,11 @@ beside them (``*_position``), so nothing here parses a position.
 
 Works from persisted positions when no daemon runs; a running daemon passes its live view
 (``Live``), which also knows which produced records were control records (heartbeats), so lag
-in events counts data events only. A target has caught up when, on every partition, it applied
-everything below the head the source had when the status was taken; heartbeats carry that
-promise onto idle partitions. A source captured in the app (``kind = "memory"``) has no
+in events counts data events only: it knows which records hold several events (one thread's
+run of changes). Without a daemon, lag in events counts records (heartbeats and batches alike):
+zero is exact, other counts are approximate. A target has caught up when, on every
+partition, it applied everything below the head the source had when the status was taken;
+heartbeats carry that promise onto idle partitions. A source captured in the app (``kind = "memory"``) has no
 position comparable across its app processes: its head is the topic's end offset per partition
 (``replicator.memory_status``), and caught up means every record in the topic then is applied.
 
@@ -53,6 +55,8 @@ class Live:
 
     produced: dict[int, int] = field(default_factory=dict)
     control_offsets: dict[int, list[int]] = field(default_factory=dict)  # sorted, per partition
+    # (offset, events beyond the first) of recent records holding several events, sorted
+    batch_offsets: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -144,11 +148,19 @@ def _applied(positions: dict[int, dict[str, Any]], partition: int) -> int:
     return int((positions.get(partition) or {}).get(POSITION) or 0)
 
 
-def _data_records(first: int, end: int, controls: list[int]) -> int:
-    """Records in [first, end) that are not control records."""
+def _data_events(
+    first: int, end: int, controls: list[int], batches: list[tuple[int, int]] | None = None
+) -> int:
+    """Data events in the records [first, end): the records that are not control records, plus
+    the events beyond the first of those known to hold several."""
     if end <= first:
         return 0
-    return (end - first) - (bisect.bisect_left(controls, end) - bisect.bisect_left(controls, first))
+    records = (end - first) - (bisect.bisect_left(controls, end) - bisect.bisect_left(controls, first))
+    if not batches:
+        return records
+    low = bisect.bisect_left(batches, (first, -1))
+    high = bisect.bisect_left(batches, (end, -1))
+    return records + sum(extra for _, extra in batches[low:high])
 
 
 def applied_floor(state: StateStore, config: Config, partitions: list[int]) -> int:
@@ -190,6 +202,7 @@ def collect(
         partitions, snapshot = sorted(produced), SnapshotState.DONE
         slot = {**slot, "log_end": {str(p): o for p, o in produced.items()}}
     controls = live.control_offsets if live is not None else {}
+    batched = live.batch_offsets if live is not None else {}
     targets: dict[str, Any] = {}
     caught_up = bool(partitions) and snapshot is SnapshotState.DONE
     for target in config.targets:
@@ -198,7 +211,7 @@ def collect(
         lag_events = 0
         for p in partitions:
             applied_offset = int((positions.get(p) or {}).get("offset", 0))
-            waiting = _data_records(applied_offset, produced.get(p, 0), controls.get(p, []))
+            waiting = _data_events(applied_offset, produced.get(p, 0), controls.get(p, []), batched.get(p))
             lag_events += waiting
             per_partition[str(p)] = {
                 "produced": produced.get(p, 0),

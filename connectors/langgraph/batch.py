@@ -188,6 +188,10 @@ class _Planner:
                 for ref in forms.blob_refs(t, event.key.checkpoint_ns, event.checkpoint):
                     if ref in touched or ref in self.prebatch:
                         continue
+                    if ref[2] in event.no_blob:  # the source knows there is none to find
+                        self.prebatch[ref] = ABSENT
+                        self.out.cache_ops.append(("put", (ref, ABSENT)))
+                        continue
                     cached = self.cache.get(ref)
                     if cached is not None:
                         self.prebatch[ref] = cached

@@ -120,9 +120,7 @@ def topic_events(bootstrap: str, topic: str) -> list[DataChange]:
         while len(done) < len(tps):
             for tp, records in consumer.poll(timeout_ms=200).items():
                 for record in records:
-                    event = reassemblers[tp].feed(record.offset, record.value, record.headers)
-                    if event is not None:
-                        events.append(event)
+                    events.extend(reassemblers[tp].feed(record.offset, record.value, record.headers))
             for tp in tps:
                 high = consumer.highwater(tp)
                 if high is not None and consumer.position(tp) >= high:

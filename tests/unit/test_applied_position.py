@@ -47,3 +47,26 @@ def test_a_partition_taken_over_starts_from_what_its_last_owner_saved() -> None:
     assert (applier.stats.partitions[1].offset, applier.stats.partitions[1].position) == (40, 400)
     assert applier.stats.partitions[2].position == 50
     assert applier.stats.partitions[3].position == 900
+
+
+def test_records_are_polled_for_about_batch_events_events() -> None:
+    """A record holds a thread's run of changes: the poll asks for records by the ratio seen."""
+    from typing import Any, cast
+
+    from replicator.applier import Applier
+    from replicator.config import KafkaConfig
+    from replicator.state import MemoryStateStore
+
+    class Named:
+        name = "dynamo"
+
+    applier = Applier(cast(Any, Named()), KafkaConfig(bootstrap_servers="k:9092"), MemoryStateStore())
+    assert applier._max_records() == 125, "before any batch: few records"
+    for _ in range(12):
+        applier._learn_events_per_record(records=80, events=2000)
+    assert applier._max_records() == 80
+    for _ in range(20):
+        applier._learn_events_per_record(records=500, events=500)  # one event per record again
+    assert applier._max_records() == 2000
+    applier._learn_events_per_record(records=0, events=0)
+    assert applier._max_records() == 2000

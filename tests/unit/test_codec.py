@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from replicator.codec import Reassembler, decode_value, encode
+from replicator.codec import Reassembler, batch_record, decode_record, decode_value, encode, encode_value
 from replicator.errors import ErrorKind, ReplicatorError
 from replicator.events import (
     BlobChange,
@@ -61,7 +61,7 @@ def blob(size: int, thread: str = "t-ü") -> BlobChange:
 )
 def test_round_trip(event: object) -> None:
     (record,) = encode(event, 1_000_000)  # type: ignore[arg-type]
-    assert Reassembler().feed(0, record.value, record.headers) == event
+    assert Reassembler().feed(0, record.value, record.headers) == [event]
 
 
 def test_key_is_the_thread_and_control_events_have_none() -> None:
@@ -76,7 +76,7 @@ def test_large_event_is_split_below_the_limit_and_reassembled() -> None:
     assert all(len(r.value) + len(r.key or b"") < 1_000_000 for r in records)
     assembler = Reassembler()
     results = [assembler.feed(i, r.value, r.headers) for i, r in enumerate(records)]
-    assert results[:-1] == [None, None, None] and results[-1] == event
+    assert results[:-1] == [[], [], []] and results[-1] == [event]
 
 
 def test_offsets_commit_only_below_an_incomplete_split_event() -> None:
@@ -94,16 +94,16 @@ def test_a_set_interrupted_by_a_crash_is_abandoned_and_the_resent_set_wins() -> 
     again = encode(blob(2_500_000), 1_000_000)  # re-sent after a publisher restart: new set id
     assembler = Reassembler()
     assembler.feed(0, first[0].value, first[0].headers)
-    assert assembler.feed(1, again[0].value, again[0].headers) is None
+    assert assembler.feed(1, again[0].value, again[0].headers) == []
     assert assembler.abandoned == 1
-    assert assembler.feed(2, again[1].value, again[1].headers) is None
-    assert assembler.feed(3, again[2].value, again[2].headers) == blob(2_500_000)
+    assert assembler.feed(2, again[1].value, again[1].headers) == []
+    assert assembler.feed(3, again[2].value, again[2].headers) == [blob(2_500_000)]
 
 
 def test_stray_piece_without_its_start_is_skipped() -> None:
     records = encode(blob(2_500_000), 1_000_000)
     assembler = Reassembler()
-    assert assembler.feed(5, records[1].value, records[1].headers) is None
+    assert assembler.feed(5, records[1].value, records[1].headers) == []
     assert assembler.safe_commit(6) == 6
 
 
@@ -114,6 +114,8 @@ def test_stray_piece_without_its_start_is_skipped() -> None:
         (b"\x80", [("lgr-v", b"1")], "undecodable event"),
         (b"\x80", [], "event format None"),
         (b"\x80", [("lgr-v", b"9")], "event format b'9'"),
+        (b"\x90", [("lgr-v", b"2")], "an empty batch"),
+        (b"\x91\x80", [("lgr-v", b"2")], "undecodable batch"),
         (None, [("lgr-v", b"1")], "has no value"),
         (b"x", [("lgr-v", b"1"), ("lgr-chunk", b"nonsense")], "bad chunk header"),
     ],
@@ -125,6 +127,26 @@ def test_malformed_records_are_named(
         Reassembler().feed(7, value, headers)
     assert raised.value.kind is ErrorKind.MALFORMED_EVENT
     assert fragment in str(raised.value)
+
+
+@pytest.mark.parametrize("count", [1, 2, 15, 16, 70_000])
+def test_a_batch_record_holds_one_threads_events_in_order(count: int) -> None:
+    """Array headers of every msgpack width: fixarray (< 16), array 16, array 32."""
+    events = [blob(i % 40, thread="t-1") for i in range(count)]
+    record = batch_record(b"t-1", [encode_value(e) for e in events])
+    assert record.key == b"t-1"
+    assert dict(record.headers)["lgr-v"] == (b"1" if count == 1 else b"2")
+    assert Reassembler().feed(3, record.value, record.headers) == events
+    assert decode_record(record.value, record.headers) == events
+
+
+def test_a_batch_record_between_pieces_abandons_the_incomplete_set() -> None:
+    pieces = encode(blob(2_500_000), 1_000_000)
+    batch = batch_record(b"t", [encode_value(blob(1)), encode_value(blob(2))])
+    assembler = Reassembler()
+    assembler.feed(0, pieces[0].value, pieces[0].headers)
+    assert assembler.feed(1, batch.value, batch.headers) == [blob(1), blob(2)]
+    assert assembler.abandoned == 1 and assembler.safe_commit(2) == 2
 
 
 def test_decode_rejects_an_unknown_entity() -> None:

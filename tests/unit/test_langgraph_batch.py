@@ -143,6 +143,22 @@ def test_whole_target_assembles_from_earlier_batches_through_the_cache() -> None
     assert cold.blob_lookups == 2 and cold.missing_blobs == 0
 
 
+def test_channels_the_source_marks_as_without_blob_are_not_looked_up() -> None:
+    import msgspec
+
+    layout = MemoryLayout(Form.WHOLE)
+    cp = checkpoint({"doc": {"a": 1}})
+    cp["channel_versions"] = {**cp["channel_versions"], "branch:to:agent": f"{1:032}.{0.5:016}"}
+    *_blobs, event = split_events("t", cp)
+    cold = LayeredSink(layout, 1 << 20)
+    cold.apply([msgspec.structs.replace(event, no_blob=("branch:to:agent",))])
+    assert [[r[2] for r in refs] for refs in layout.lookups] == [["doc"]], "only the unmarked channel"
+    assert cold.blob_lookups == 1
+    layout.lookups.clear()
+    LayeredSink(layout, 1 << 20).apply([event])
+    assert sorted(r[2] for r in layout.lookups[0]) == ["branch:to:agent", "doc"], "unmarked: both looked up"
+
+
 def test_whole_target_takes_documents_as_they_are() -> None:
     layout = MemoryLayout(Form.WHOLE)
     sink = LayeredSink(layout)

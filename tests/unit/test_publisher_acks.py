@@ -57,7 +57,7 @@ def _unit(producer: Producer, position: int, records: int, token: Any = None) ->
     for _ in range(records):
         ack = Ack(len(producer.acks))
         producer.acks.append(ack)
-        unit.futures.append((ack, False))
+        unit.futures.append((ack, 1))
         unit.bytes += 10
     return unit
 
@@ -112,3 +112,97 @@ def test_a_refused_record_stops_the_publisher_before_confirming() -> None:
     with pytest.raises(ReplicatorError, match="Kafka refused a record"):
         publisher._settle(producer, wait=False)
     assert source.confirmed == []
+
+
+class SendingProducer(Producer):
+    """Records what was sent, in order; acks arrive on flush."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[tuple[bytes | None, list[Any], int | None]] = []
+
+    def send(self, topic: str, key: bytes | None, value: bytes, headers: Any, partition: int | None) -> Ack:
+        from replicator.codec import decode_record
+
+        self.sent.append((key, decode_record(value, headers), partition))
+        ack = Ack(len(self.acks))
+        self.acks.append(ack)
+        return ack
+
+
+def _change(thread: str, n: int) -> Any:
+    from replicator.events import BlobChange, BlobKey, Op, SourceMeta
+
+    return BlobChange(
+        op=Op.UPSERT,
+        key=BlobKey(thread, "", "messages", str(n)),
+        source=SourceMeta(position=n),
+        type="msgpack",
+        data=b"x" * n,
+    )
+
+
+def test_a_threads_consecutive_changes_travel_as_one_record_and_no_unit_is_confirmed_before_it() -> None:
+    producer = SendingProducer()
+    publisher, source = _publisher([])
+    a1, b1, a2 = _change("a", 1), _change("b", 2), _change("a", 3)
+    publisher._add(producer, a1)
+    publisher._add(producer, b1)
+    publisher._closed.append(publisher._open)  # the first unit ends with a1, b1
+    publisher._open.commit = Committed(position=10, commit_ts=0.0)
+    publisher._open = _Unit()
+    publisher._add(producer, a2)
+    assert producer.sent == [], "events wait in their thread's batch"
+
+    publisher._settle(producer, wait=False)
+    assert producer.sent == [(b"a", [a1, a2], None), (b"b", [b1], None)]
+    assert source.confirmed == [], "the batches' records are not acknowledged yet"
+
+    producer.flush()
+    publisher._settle(producer, wait=False)
+    assert source.confirmed == [(10, None)]
+    assert publisher.stats.batch_offsets == {0: [(0, 1)]}, "status counts the second event of record 0"
+
+
+def test_control_events_follow_every_change_read_before_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from replicator import publisher as publisher_module
+    from replicator.events import Control, ControlKind, SourceMeta
+
+    producer = SendingProducer()
+    producer.partitions_for = lambda topic: {0, 1}  # type: ignore[attr-defined]
+    producer.close = lambda timeout=None: None  # type: ignore[attr-defined]
+    monkeypatch.setattr(publisher_module.kafka, "ensure_topic", lambda config: None)
+    monkeypatch.setattr(publisher_module.kafka, "producer", lambda config: producer)
+    heartbeat = Control(kind=ControlKind.HEARTBEAT, source=SourceMeta(position=20))
+    a1, a2, b1 = _change("a", 1), _change("a", 2), _change("b", 3)
+    stop = threading.Event()
+
+    class Scripted(ConfirmingSource):
+        def stream(self) -> Any:
+            yield from (a1, Committed(position=10, commit_ts=0.0), a2, heartbeat, b1)
+            yield Committed(position=30, commit_ts=0.0)
+            stop.set()
+            yield None
+
+    source = Scripted()
+    config = KafkaConfig(bootstrap_servers="k:9092")
+    # No settle by time: only the heartbeat, the idle source and the stop send the batches.
+    Publisher(source, config, MemoryStateStore(), flush_interval_s=3600, record_linger_s=3600).run(stop)
+    assert producer.sent == [
+        (b"a", [a1, a2], None),
+        (None, [heartbeat], 0),
+        (None, [heartbeat], 1),
+        (b"b", [b1], None),
+    ]
+    assert source.confirmed[-1] == (30, None)
+
+
+def test_an_event_too_large_for_a_batch_follows_its_threads_queued_changes() -> None:
+    producer = SendingProducer()
+    publisher, _ = _publisher([])
+    small, large = _change("a", 1), _change("a", 300_000)
+    publisher._add(producer, small)
+    publisher._add(producer, large)
+    assert producer.sent == [(b"a", [small], None), (b"a", [large], None)]

@@ -7,15 +7,23 @@ import io
 from rich.console import Console
 
 from replicator.render import render_status
-from replicator.status import _data_records, _progress, recheck_caught_up
+from replicator.status import _data_events, _progress, recheck_caught_up
 
 
 def test_lag_in_events_skips_control_records() -> None:
     heartbeats = [3, 5, 9]
-    assert _data_records(0, 10, heartbeats) == 7
-    assert _data_records(4, 10, heartbeats) == 4  # 5 and 9 are heartbeats
-    assert _data_records(10, 10, heartbeats) == 0
-    assert _data_records(12, 10, heartbeats) == 0  # consumer ahead of stale produced offsets
+    assert _data_events(0, 10, heartbeats) == 7
+    assert _data_events(4, 10, heartbeats) == 4  # 5 and 9 are heartbeats
+    assert _data_events(10, 10, heartbeats) == 0
+    assert _data_events(12, 10, heartbeats) == 0  # consumer ahead of stale produced offsets
+
+
+def test_lag_in_events_counts_every_event_of_a_record_holding_several() -> None:
+    heartbeats = [3]
+    batches = [(2, 36), (6, 4), (11, 9)]  # records 2 and 6 hold 37 and 5 events; 11 is past the end
+    assert _data_events(0, 10, heartbeats, batches) == 9 + 36 + 4
+    assert _data_events(3, 10, heartbeats, batches) == 6 + 4, "record 2 is applied"
+    assert _data_events(7, 10, heartbeats, batches) == 3
 
 
 def test_progress_rate_and_eta() -> None:

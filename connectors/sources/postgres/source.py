@@ -24,6 +24,7 @@ import structlog
 from langgraph.checkpoint.postgres import PostgresSaver
 
 from connectors.sources.postgres import pgoutput
+from connectors.sources.postgres.no_blob import NoBlobMarker
 from connectors.sources.postgres.rows import COLUMNS, PRIMARY_KEYS, TABLES, RowChange, row_to_event
 from connectors.sources.postgres.setup import (
     check_slot,
@@ -50,7 +51,9 @@ from connectors.sources.snapshot_progress import (
 from replicator.config import PostgresSourceConfig
 from replicator.errors import ErrorKind, ReplicatorError
 from replicator.events import (
+    BlobChange,
     ChangeEvent,
+    CheckpointChange,
     Committed,
     Control,
     ControlKind,
@@ -115,6 +118,7 @@ class PostgresSource:
         self.snapshot_started_at = time.time()
         self._progress_logged = time.monotonic()
         self.snapshot_total = 0
+        self.no_blob_marker = NoBlobMarker()  # replaced by each streaming session
 
     # -- checks -------------------------------------------------------------------------------
 
@@ -272,6 +276,8 @@ class PostgresSource:
 
     def _stream(self, repl: ReplicationConnection) -> Iterator[ChangeEvent | Committed | None]:
         decoder = pgoutput.PgOutputDecoder()
+        marker = NoBlobMarker()  # what it knows holds for this session's stream only
+        self.no_blob_marker = marker
         schema = self.config.schema_name
         interval = self.config.heartbeat_interval_s
         in_tx = False
@@ -327,6 +333,8 @@ class PostgresSource:
                 if isinstance(msg, pgoutput.Delete):
                     row = decoder.row(msg.relation_oid, msg.old, key_only=msg.old_is_key)
                     deleted = row_to_event(relation.name, Op.DELETE, row, meta)
+                    if isinstance(deleted, CheckpointChange):
+                        marker.checkpoint(deleted)
                     fault_point("source.after_read")
                     yield deleted
                     continue
@@ -337,8 +345,15 @@ class PostgresSource:
                     if refetched is None:
                         continue  # the row is gone again: its delete follows in the stream
                     event = refetched
+                again = None
+                if isinstance(event, CheckpointChange):
+                    event = marker.checkpoint(event)
+                elif isinstance(event, BlobChange):
+                    again = marker.blob(event)
                 fault_point("source.after_read")
                 yield event
+                if again is not None:
+                    yield again
             elif isinstance(msg, pgoutput.Message) and not in_tx and msg.prefix == MARKER_PREFIX:
                 # A cutover's marker: everything committed before it was sent, so it is a
                 # heartbeat now (the cutover's drain need not wait for the next regular one).
