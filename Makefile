@@ -56,7 +56,7 @@ lint: install
 	$(BIN)/mypy
 
 test: lint test-services
-	$(BIN)/python -m pytest -q -n 2 --dist worksteal
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal --durations=12
 
 unit: install
 	$(BIN)/python -m pytest -q tests/unit

@@ -53,7 +53,9 @@ class FastPublisher(Publisher):
         finally:
             module.KafkaProducer = original
 
-    def _send(self, producer: Any, record: Any, partition: int | None, unit: Any = None) -> None:
+    def _send(
+        self, producer: Any, record: Any, partition: int | None, unit: Any = None, events: int = 1
+    ) -> None:
         if partition is None and record.key is not None and self.stats.partitions:
             partition = self._partition_of.get(record.key)
             if partition is None:
@@ -63,4 +65,4 @@ class FastPublisher(Publisher):
                 partition = self._partition_of[record.key] = self.stats.partitions[index]
                 if len(self._partition_of) > 100_000:
                     self._partition_of.clear()
-        super()._send(producer, record, partition, unit)
+        super()._send(producer, record, partition, unit, events)
