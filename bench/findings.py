@@ -288,7 +288,7 @@ def _lag_name(r: dict[str, Any]) -> str:
 
 def _items(ddb: dict[int, dict[str, Any]]) -> dict[int, float]:
     """DynamoDB items written per second by consumer count, where this run counted them."""
-    return {n: r["rate"] * r["items_per_record"] for n, r in ddb.items() if "items_per_record" in r}
+    return {n: r["rate"] * r["items_per_event"] for n, r in ddb.items() if "items_per_event" in r}
 
 
 def _before_after(results: list[Result], params: dict[str, Any] | None = None) -> str:
@@ -377,7 +377,7 @@ def _before_after(results: list[Result], params: dict[str, Any] | None = None) -
         ns = sorted(set(previous.SCALEOUT) | set(ddb))
         rows.append(
             [
-                f"5. Scale-out, DynamoDB sink: records/s with {' / '.join(str(n) for n in ns)} consumers",
+                f"5. Scale-out, DynamoDB sink: events/s with {' / '.join(str(n) for n in ns)} consumers",
                 " / ".join(fmt_rate(previous.SCALEOUT[n]) if n in previous.SCALEOUT else "-" for n in ns),
                 " / ".join(fmt_rate(ddb[n]["rate"]) if n in ddb else "-" for n in ns),
                 " / ".join(
@@ -403,17 +403,10 @@ def _before_after(results: list[Result], params: dict[str, Any] | None = None) -
                     _load(results, "scaleout"),
                 ]
             )
-            per_record = ddb[min(items)]["items_per_record"]
             scale_note = (
-                f"Figure 5 counts Kafka records. In the run of {previous.COMMIT} a record held one event "
-                f"and became {previous.SCALEOUT_ITEMS_PER_RECORD:.1f} DynamoDB items; in this run a record "
-                f"became {per_record:.1f} items"
-                + (
-                    " (a record now holds a thread's consecutive changes, change 1 above), so the records/s "
-                    "rows count different units and the items/s rows compare the same work."
-                    if per_record > previous.SCALEOUT_ITEMS_PER_RECORD * 1.2
-                    else "."
-                )
+                f"Figure 5 counts change events per second; the run of {previous.COMMIT} counted Kafka "
+                "records, one event each then, so the rates compare the same unit. A record now holds a "
+                "thread's consecutive changes (change 1 above)."
             )
     if not rows:
         return ""
@@ -898,8 +891,7 @@ def _applied(
                 polls.append(
                     "Figure 5's DynamoDB rows: "
                     + ", ".join(
-                        f"{fmt_rate(ddb[k]['rate'])} records/s with {k} "
-                        f"(was {fmt_rate(previous.SCALEOUT[k])})"
+                        f"{fmt_rate(ddb[k]['rate'])} events/s with {k} (was {fmt_rate(previous.SCALEOUT[k])})"
                         for k in common
                     )
                     + "."

@@ -76,12 +76,15 @@ def _drain(
     args = [sys.executable, "-m", "bench.scaleout", str(path), target, *(["null"] if null else [])]
     procs = [subprocess.Popen(args, stdout=log_, stderr=subprocess.STDOUT) for log_ in logs]
     meter = CpuMeter(s.process_groups(appliers=lambda: [pr.pid for pr in procs])).start()
-    samples: list[tuple[float, int]] = []
+    # (seconds, records committed, events applied): records tell when the topic is drained, events
+    # are the rate (a record holds one or more of a thread's changes).
+    samples: list[tuple[float, int, int]] = []
     t0 = time.monotonic()
     try:
         while True:
-            done = sum(int(v.get("offset", 0)) for v in applier_positions(state, target).values())
-            samples.append((time.monotonic() - t0, done))
+            positions = applier_positions(state, target).values()
+            done = sum(int(v.get("offset", 0)) for v in positions)
+            samples.append((time.monotonic() - t0, done, sum(int(v.get("events", 0)) for v in positions)))
             if done >= total:
                 break
             if any(pr.poll() is not None for pr in procs):
@@ -103,7 +106,7 @@ def _drain(
         state.close()
 
     def crossing(fraction: float) -> float:
-        return next(t for t, d in samples if d >= fraction * total)
+        return next(t for t, d, _ in samples if d >= fraction * total)
 
     # Every member has joined once each printed its first batch: measure from the last of them.
     joined_at = []
@@ -113,11 +116,11 @@ def _drain(
         joined_at.extend(stamps[:1])
     wall0 = time.time() - (time.monotonic() - t0)  # wall clock at t0
     t_joined = max(joined_at) - wall0 if len(joined_at) == n else crossing(0.1)
-    done_joined = next((d for t, d in samples if t >= t_joined), total)
-    end = samples[-1][0]
+    events_joined = next((e for t, _, e in samples if t >= t_joined), samples[-1][2])
+    end, events = samples[-1][0], samples[-1][2]
     return {
-        "rate": (total - done_joined) / max(1e-6, end - t_joined),
-        "measured_records": total - done_joined,
+        "rate": (events - events_joined) / max(1e-6, end - t_joined),
+        "measured_events": events - events_joined,
         "total_s": samples[-1][0],
         "first_s": crossing(0.001),
         "joined_s": t_joined,
@@ -158,14 +161,14 @@ def run(s: Services, p: Params, outdir: Any) -> Result:
             name = f"{'n' if kind != 'dynamodb' else 'd'}{n}"
             r = _drain(s, path, dsn, name, n, total, kind != "dynamodb", p)
             if kind == "dynamodb":
-                r["items_per_record"] = _item_count(s, tables[name]) / total
+                r["items_per_event"] = _item_count(s, tables[name]) / filled["events"]
             results[kind][n] = r
-            log(f"scaleout: {kind}, {n} consumers: {r['rate']:,.0f} records/s, cpu {r['cpu']}")
+            log(f"scaleout: {kind}, {n} consumers: {r['rate']:,.0f} events/s, cpu {r['cpu']}")
     result = _report(results, filled, p, outdir, time.monotonic() - started)
     ddb = results["dynamodb"]
-    items = ", ".join(f"{ddb[n]['rate'] * ddb[n]['items_per_record']:,.0f}" for n in sorted(ddb))
+    items = ", ".join(f"{ddb[n]['rate'] * ddb[n]['items_per_event']:,.0f}" for n in sorted(ddb))
     result.section += (
-        f"\nEach record became {ddb[min(ddb)]['items_per_record']:.1f} DynamoDB items (counted in each run's "
+        f"\nEach event became {ddb[min(ddb)]['items_per_event']:.1f} DynamoDB items (counted in each run's "
         f"table): the appliers wrote {items} items/s with {', '.join(str(n) for n in sorted(ddb))} "
         "consumers.\n"
     )
@@ -192,7 +195,7 @@ def _report(
         ax.plot(xs, [runs[n]["rate"] for n in xs], "o-", label=kind)
     ax.set_xticks(list(p.consumers))
     ax.set_xlabel("applier processes (consumers in the group)")
-    ax.set_ylabel("records/s once all joined")
+    ax.set_ylabel("events/s once all joined")
     ax.set_yscale("log")
     ax.legend(fontsize=8)
     plot = save(fig, "scaleout.png", outdir)
@@ -204,7 +207,7 @@ def _report(
             cpu = cores(r["cpu"])
             lines.append(
                 f"| {kind} | {n} | {fmt_rate(r['rate'])} | {r['rate'] / one:.2f}x | {r['joined_s']:.1f} s | "
-                f"{r['measured_records']:,} | {r['total_s']:.1f} s | {cpu} |"
+                f"{r['measured_events']:,} | {r['total_s']:.1f} s | {cpu} |"
             )
     ddb = results["dynamodb"]
     best = max(ddb)  # the most consumers measured: the headline is what adding them gave
@@ -215,19 +218,20 @@ Topic: {p.partitions} partitions holding the initial copy of {filled["events"]:,
 any applier started. Each run: N applier processes in one consumer group (`session_timeout_ms=6000`),
 a fresh DynamoDB table, until every partition's committed offset reached the end.
 
-| sink | consumers | records/s | vs 1 | all joined | records measured | drained | average cores used |
+| sink | consumers | events/s | vs 1 | all joined | events measured | drained | average cores used |
 |---|---:|---:|---:|---:|---:|---:|---|
 {chr(10).join(lines)}
 
 "all joined": seconds from process start until every member had applied its first batch (process
-start, group join, rebalances); the rate counts only the records committed after that, to the end.
+start, group join, rebalances); the rate counts only the events applied after that, to the end (a
+record holds one or more of a thread's changes, so events, not records, are the unit).
 "average cores" covers the whole run, joins included.
 """
     return Result(
         key="scaleout",
         title="Scale-out of appliers",
         measured=f"{speedup:.2f}x with {best} consumers vs 1 ({fmt_rate(ddb[best]['rate'])} vs "
-        f"{fmt_rate(ddb[min(ddb)]['rate'])} records/s)",
+        f"{fmt_rate(ddb[min(ddb)]['rate'])} events/s)",
         goal="(report what limits)",
         met=None,
         section=section,
