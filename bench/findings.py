@@ -611,7 +611,7 @@ def _limits(results: list[Result]) -> str:
                 "processes mean more concurrent requests to it, not more capacity. Against DynamoDB, which "
                 "scales with partitions, more consumers would be expected to add throughput up to the "
                 "appliers' own limit (not measurable here). The planning-only rates swing between runs (from "
-                f"{fmt_rate(min(plan_rates))} to {fmt_rate(max(plan_rates))} records/s in this one) and use "
+                f"{fmt_rate(min(plan_rates))} to {fmt_rate(max(plan_rates))} events/s in this one) and use "
                 f"at most {plan_cpu:.2f} cores: not CPU-bound either; what bounds them (per-batch fetch, "
                 "offset commit, position save) was not isolated.",
             ]
