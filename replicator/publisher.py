@@ -195,11 +195,12 @@ class Publisher:
         key = codec.key_of(event)
         value = codec.encode_value(event)
         room = codec.budget(self.config.max_message_bytes, key)
+        limit = min(room, _BATCH_RECORD_BYTES)
         batch = self._batches.get(key)
-        if batch is not None and batch.bytes + len(value) > min(room, _BATCH_RECORD_BYTES):
+        if batch is not None and batch.bytes + len(value) > limit:
             self._send_batch(producer, key)
             batch = None
-        if len(value) > min(room, _BATCH_RECORD_BYTES):
+        if len(value) > limit:
             for record in codec.single_records(key, value, room):
                 self._send(producer, record, None)
             return
@@ -308,15 +309,10 @@ class Publisher:
             if meta.offset + 1 > self.stats.produced.get(meta.partition, 0):
                 self.stats.produced[meta.partition] = meta.offset + 1
             if events == 0:
-                offsets = self.stats.control_offsets.setdefault(meta.partition, [])
-                offsets.append(meta.offset)
-                if len(offsets) > _CONTROL_OFFSETS_KEPT:
-                    del offsets[: len(offsets) - _CONTROL_OFFSETS_KEPT]
+                _keep_recent(self.stats.control_offsets.setdefault(meta.partition, []), meta.offset)
             elif events > 1:
-                batches = self.stats.batch_offsets.setdefault(meta.partition, [])
-                batches.append((meta.offset, events - 1))
-                if len(batches) > _CONTROL_OFFSETS_KEPT:
-                    del batches[: len(batches) - _CONTROL_OFFSETS_KEPT]
+                batched = self.stats.batch_offsets.setdefault(meta.partition, [])
+                _keep_recent(batched, (meta.offset, events - 1))
 
     def _confirm(self, commit: Committed) -> None:
         if commit.token is not None or self.applied_position is None:
@@ -388,3 +384,10 @@ class Publisher:
                 log.warning("could not save publisher position", error=str(exc))
             else:
                 raise
+
+
+def _keep_recent(log: list[Any], item: Any) -> None:
+    """Append to a per-partition offset log, keeping its newest ``_CONTROL_OFFSETS_KEPT`` entries."""
+    log.append(item)
+    if len(log) > _CONTROL_OFFSETS_KEPT:
+        del log[: len(log) - _CONTROL_OFFSETS_KEPT]
