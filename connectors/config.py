@@ -23,6 +23,19 @@ class StrictModel(BaseModel):
 class TargetConfigBase(StrictModel):
     name: str
     batch_events: int = Field(2000, ge=1, le=100_000)
+    blob_cache_mb: int = Field(
+        32,
+        ge=0,
+        le=65_536,
+        description="Memory for channel values the apply process keeps, so that filling a "
+        "checkpoint need not read them back from the target: the values of the threads that "
+        "run at once should fit. Counted as the Python objects take it; the daemon's RSS grows "
+        "by about as much again when it fills (bench/ figure 4). 0: read every value back.",
+    )
+
+    @property
+    def blob_cache_bytes(self) -> int:
+        return self.blob_cache_mb * 1024 * 1024
 
     @field_validator("name")
     @classmethod

@@ -42,25 +42,31 @@ def _dynamodb(config: DynamoDBTargetConfig) -> Sink:
         s3_key_prefix=config.s3_key_prefix,
         s3_endpoint_url=config.s3_endpoint_url or config.endpoint_url,
         concurrency=config.concurrency,
+        blob_cache_bytes=config.blob_cache_bytes,
     )
 
 
 def _postgres(config: PostgresTargetConfig) -> Sink:
     from connectors.sinks.postgres import PostgresSink
 
-    return PostgresSink(config.name, config.dsn.get_secret_value(), config.schema_name)
+    return PostgresSink(
+        config.name,
+        config.dsn.get_secret_value(),
+        config.schema_name,
+        blob_cache_bytes=config.blob_cache_bytes,
+    )
 
 
 def _sqlite(config: SqliteTargetConfig) -> Sink:
     from connectors.sinks.sqlite import SqliteSink
 
-    return SqliteSink(config.name, config.path)
+    return SqliteSink(config.name, config.path, blob_cache_bytes=config.blob_cache_bytes)
 
 
 def _saver(config: SaverTargetConfig, state: StateStore | None) -> Sink:
     from connectors.sinks.saver import SaverSink
 
-    return SaverSink(config.name, config.factory, state)
+    return SaverSink(config.name, config.factory, state, blob_cache_bytes=config.blob_cache_bytes)
 
 
 def _cosmos(config: CosmosTargetConfig, state: StateStore | None) -> Sink:
@@ -77,7 +83,8 @@ def _cosmos(config: CosmosTargetConfig, state: StateStore | None) -> Sink:
 
     key = config.key.get_secret_value() if config.key else None
     return CosmosSink(
-        CosmosLayout(config.name, config.endpoint, config.database, config.container, key, state)
+        CosmosLayout(config.name, config.endpoint, config.database, config.container, key, state),
+        blob_cache_bytes=config.blob_cache_bytes,
     )
 
 

@@ -35,6 +35,7 @@ import structlog
 
 from connectors.base import Source, Switchboard
 from connectors.registry import captured_in_app, make_sink, make_source
+from replicator import allocator
 from replicator.applier import Applier
 from replicator.autocutover import AutoCutover
 from replicator.config import Config
@@ -58,6 +59,7 @@ from replicator.status import (
 log = structlog.get_logger("replicator.daemon")
 
 _HEALTHY_RUN_S = 60.0
+_RELEASE_MEMORY_S = 5.0  # how often freed memory goes back to the OS (replicator/allocator.py)
 
 ROLES = ("all", "capture", "apply")
 
@@ -167,6 +169,7 @@ class Daemon:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: self.stop_event.set())
         self.preflight()
+        allocator.configure()
         state = self._state()
         self._metrics = metrics = Metrics(self._metrics_view)
         server = None
@@ -211,8 +214,12 @@ class Daemon:
         if self.captures:  # the source's view, lag and the unattended cutover: one process
             monitor = threading.Thread(target=self._monitor, name="monitor", daemon=True)
             monitor.start()
+        released = time.monotonic()
         while not self.stop_event.is_set():
             self.stop_event.wait(0.5)
+            if time.monotonic() - released >= _RELEASE_MEMORY_S:
+                allocator.release()
+                released = time.monotonic()
         for thread in threads:
             thread.join(timeout=60)
         if server is not None:
@@ -261,8 +268,8 @@ class Daemon:
                 live = Live(stages=self._stage_view())
                 if publisher is not None:
                     live.produced = dict(publisher.stats.produced)
-                    live.control_offsets = {p: list(o) for p, o in publisher.stats.control_offsets.items()}
-                    live.batch_offsets = {p: list(o) for p, o in publisher.stats.batch_offsets.items()}
+                    live.control_offsets = {p: o.copy() for p, o in publisher.stats.control_offsets.items()}
+                    live.batch_offsets = {p: o.copy() for p, o in publisher.stats.batch_offsets.items()}
                 report = collect(self.config, self._state(), head, details, live, migration)
                 # The daemon's own writes (positions) keep moving the WAL head, so "caught up"
                 # is judged against the head of the previous round, a second ago.

@@ -47,6 +47,7 @@ from replicator.errors import ErrorKind, ReplicatorError
 from replicator.events import Committed, Control
 from replicator.faults import fault_point
 from replicator.lifecycle import SnapshotState
+from replicator.offset_log import OffsetLog
 from replicator.state import POSITION, PUBLISHER_STATE, StateStore
 
 log = structlog.get_logger("replicator.publisher")
@@ -65,10 +66,10 @@ class PublisherStats:
     confirmed_commit_ts: float = 0.0
     produced: dict[int, int] = field(default_factory=dict)  # partition -> next offset (from acks)
     partitions: list[int] = field(default_factory=list)
-    control_offsets: dict[int, list[int]] = field(default_factory=dict)  # recent heartbeat offsets
-    # Recent records holding more than one event: (offset, events beyond the first), per partition,
-    # so that lag in events counts events, not records (status.Live).
-    batch_offsets: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    control_offsets: dict[int, OffsetLog] = field(default_factory=dict)  # recent heartbeat offsets
+    # Recent records holding more than one event, weighed by the events beyond the first, per
+    # partition, so that lag in events counts events, not records (status.Live).
+    batch_offsets: dict[int, OffsetLog] = field(default_factory=dict)
     log_resets: int = 0
 
 
@@ -309,10 +310,9 @@ class Publisher:
             if meta.offset + 1 > self.stats.produced.get(meta.partition, 0):
                 self.stats.produced[meta.partition] = meta.offset + 1
             if events == 0:
-                _keep_recent(self.stats.control_offsets.setdefault(meta.partition, []), meta.offset)
+                _recent(self.stats.control_offsets, meta.partition).add(meta.offset)
             elif events > 1:
-                batched = self.stats.batch_offsets.setdefault(meta.partition, [])
-                _keep_recent(batched, (meta.offset, events - 1))
+                _recent(self.stats.batch_offsets, meta.partition).add(meta.offset, events - 1)
 
     def _confirm(self, commit: Committed) -> None:
         if commit.token is not None or self.applied_position is None:
@@ -386,8 +386,9 @@ class Publisher:
                 raise
 
 
-def _keep_recent(log: list[Any], item: Any) -> None:
-    """Append to a per-partition offset log, keeping its newest ``_CONTROL_OFFSETS_KEPT`` entries."""
-    log.append(item)
-    if len(log) > _CONTROL_OFFSETS_KEPT:
-        del log[: len(log) - _CONTROL_OFFSETS_KEPT]
+def _recent(logs: dict[int, OffsetLog], partition: int) -> OffsetLog:
+    """A partition's offset log, keeping its newest ``_CONTROL_OFFSETS_KEPT`` entries."""
+    offsets = logs.get(partition)
+    if offsets is None:
+        offsets = logs[partition] = OffsetLog(_CONTROL_OFFSETS_KEPT)
+    return offsets

@@ -27,7 +27,6 @@ else, with or without a daemon running.
 
 from __future__ import annotations
 
-import bisect
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +37,7 @@ from replicator.applier import group_members
 from replicator.config import Config
 from replicator.errors import ErrorKind, ReplicatorError
 from replicator.lifecycle import SnapshotState
+from replicator.offset_log import OffsetLog
 from replicator.state import (
     POSITION,
     PUBLISHER_STATE,
@@ -54,9 +54,9 @@ class Live:
     """What only a running daemon knows."""
 
     produced: dict[int, int] = field(default_factory=dict)
-    control_offsets: dict[int, list[int]] = field(default_factory=dict)  # sorted, per partition
-    # (offset, events beyond the first) of recent records holding several events, sorted
-    batch_offsets: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    control_offsets: dict[int, OffsetLog] = field(default_factory=dict)  # recent heartbeats
+    # recent records holding several events, weighed by the events beyond the first
+    batch_offsets: dict[int, OffsetLog] = field(default_factory=dict)
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -148,19 +148,13 @@ def _applied(positions: dict[int, dict[str, Any]], partition: int) -> int:
     return int((positions.get(partition) or {}).get(POSITION) or 0)
 
 
-def _data_events(
-    first: int, end: int, controls: list[int], batches: list[tuple[int, int]] | None = None
-) -> int:
+def _data_events(first: int, end: int, controls: OffsetLog | None, batches: OffsetLog | None = None) -> int:
     """Data events in the records [first, end): the records that are not control records, plus
     the events beyond the first of those known to hold several."""
     if end <= first:
         return 0
-    records = (end - first) - (bisect.bisect_left(controls, end) - bisect.bisect_left(controls, first))
-    if not batches:
-        return records
-    low = bisect.bisect_left(batches, (first, -1))
-    high = bisect.bisect_left(batches, (end, -1))
-    return records + sum(extra for _, extra in batches[low:high])
+    records = (end - first) - (controls.weight(first, end) if controls is not None else 0)
+    return records + (batches.weight(first, end) if batches is not None else 0)
 
 
 def applied_floor(state: StateStore, config: Config, partitions: list[int]) -> int:
@@ -211,7 +205,7 @@ def collect(
         lag_events = 0
         for p in partitions:
             applied_offset = int((positions.get(p) or {}).get("offset", 0))
-            waiting = _data_events(applied_offset, produced.get(p, 0), controls.get(p, []), batched.get(p))
+            waiting = _data_events(applied_offset, produced.get(p, 0), controls.get(p), batched.get(p))
             lag_events += waiting
             per_partition[str(p)] = {
                 "produced": produced.get(p, 0),

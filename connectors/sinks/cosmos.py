@@ -271,7 +271,7 @@ class CosmosLayout:
 class CosmosSink(LayeredSink):
     """``LayeredSink`` over ``CosmosLayout``: what ``[[targets]] kind = "cosmos"`` builds."""
 
-    def __init__(self, cosmos: CosmosLayout, blob_cache_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, cosmos: CosmosLayout, blob_cache_bytes: int = 32 * 1024 * 1024) -> None:
         self.cosmos = cosmos
         super().__init__(cosmos, blob_cache_bytes)
 

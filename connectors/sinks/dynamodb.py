@@ -158,7 +158,7 @@ class DynamoDBSink(LayeredSink):
         s3_bucket: str | None = None,
         s3_key_prefix: str | None = None,
         s3_endpoint_url: str | None = None,
-        blob_cache_bytes: int = 64 * 1024 * 1024,
+        blob_cache_bytes: int = 32 * 1024 * 1024,
         concurrency: int = 16,
     ) -> None:
         self.name = name

@@ -63,7 +63,7 @@ class LayeredSink:
     ``blob_lookups`` counts the blobs read from the target's blob store.
     """
 
-    def __init__(self, layout: Layout, blob_cache_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, layout: Layout, blob_cache_bytes: int = 32 * 1024 * 1024) -> None:
         self.layout = layout
         self.name = layout.name
         self.form: Form = layout.form  # for callers that treat split and whole targets apart

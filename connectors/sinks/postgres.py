@@ -238,7 +238,7 @@ class PostgresSink(LayeredSink):
     """``LayeredSink`` over ``PostgresLayout``: what ``[[targets]] kind = "postgres"`` builds."""
 
     def __init__(
-        self, name: str, dsn: str, schema: str | None = None, blob_cache_bytes: int = 64 * 1024 * 1024
+        self, name: str, dsn: str, schema: str | None = None, blob_cache_bytes: int = 32 * 1024 * 1024
     ) -> None:
         self.postgres = PostgresLayout(name, dsn, schema)
         super().__init__(self.postgres, blob_cache_bytes)

@@ -352,7 +352,7 @@ class SaverSink(LayeredSink):
     """``LayeredSink`` over ``SaverLayout``: what ``[[targets]] kind = "saver"`` builds."""
 
     def __init__(
-        self, name: str, factory: str, state: StateStore | None, blob_cache_bytes: int = 64 * 1024 * 1024
+        self, name: str, factory: str, state: StateStore | None, blob_cache_bytes: int = 32 * 1024 * 1024
     ) -> None:
         self.saver_layout = SaverLayout(name, factory, state)
         super().__init__(self.saver_layout, blob_cache_bytes)

@@ -219,7 +219,7 @@ class SqliteLayout:
 class SqliteSink(LayeredSink):
     """``LayeredSink`` over ``SqliteLayout``: what ``[[targets]] kind = "sqlite"`` builds."""
 
-    def __init__(self, name: str, path: str, blob_cache_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, name: str, path: str, blob_cache_bytes: int = 32 * 1024 * 1024) -> None:
         self.sqlite = SqliteLayout(name, path)
         super().__init__(self.sqlite, blob_cache_bytes)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import msgspec
+
 from connectors.sources.postgres.no_blob import NoBlobMarker
 from replicator.events import BlobChange, BlobKey, CheckpointChange, CheckpointKey, Op, SourceMeta
 
@@ -77,12 +79,12 @@ def test_versions_that_do_not_grow_or_compare_are_not_marked() -> None:
     assert marker.checkpoint(checkpoint("m2", "m1", {"a": 2}, thread="mixed")).no_blob == ()
 
 
-def test_a_deleted_thread_or_checkpoint_forgets_its_chain() -> None:
+def test_a_deleted_checkpoint_forgets_its_chain() -> None:
     marker = NoBlobMarker()
     marker.checkpoint(checkpoint("c1", None, {"a": v(1)}))
-    marker.forget_thread("t")
-    assert marker.checkpoint(checkpoint("c2", "c1", {"a": v(2)})).no_blob == ()
+    assert marker.checkpoint(checkpoint("c2", "c1", {"a": v(2)})).no_blob == ("a",)
     marker.checkpoint(CheckpointChange(op=Op.DELETE, key=CheckpointKey("t", "", "c2"), source=META))
+    assert marker.bytes == 0, "the deleted chain's bytes are no longer counted"
     assert marker.checkpoint(checkpoint("c3", "c2", {"a": v(3)})).no_blob == ()
 
 
@@ -104,6 +106,27 @@ def test_the_remembered_chains_are_bounded() -> None:
         marker.checkpoint(checkpoint("c1", None, {"x": v(1)}, thread=thread))
     assert marker.checkpoint(checkpoint("c2", "c1", {"x": v(2)}, thread="a")).no_blob == (), "forgotten"
     assert marker.checkpoint(checkpoint("c2", "c1", {"x": v(2)}, thread="c")).no_blob == ("x",)
+
+
+def test_the_bytes_the_chains_hold_are_bounded() -> None:
+    """Marked checkpoints are kept (to send again if contradicted): their bytes bound the chains."""
+    big = {"n": "x" * 4000}  # inline values travel in the checkpoint
+    one = NoBlobMarker()
+    one.checkpoint(checkpoint("c1", None, {"a": v(1)}, inline=big, thread="probe"))
+    one.checkpoint(checkpoint("c2", "c1", {"a": v(2)}, inline=big, thread="probe"))
+    per_chain = one.bytes
+    assert per_chain > 4000, "a marked checkpoint counts its encoded size"
+    marker = NoBlobMarker(max_bytes=3 * per_chain)
+    for thread in "abcde":
+        marker.checkpoint(checkpoint("c1", None, {"a": v(1)}, inline=big, thread=thread))
+        marked = marker.checkpoint(checkpoint("c2", "c1", {"a": v(2)}, inline=big, thread=thread))
+        assert marked.no_blob == ("a",)
+        assert marker.bytes <= 3 * per_chain
+    assert marker.checkpoint(checkpoint("c3", "c2", {"a": v(3)}, thread="a")).no_blob == (), "forgotten"
+    kept = marker.checkpoint(checkpoint("c3", "c2", {"a": v(3)}, inline=big, thread="e"))
+    assert kept.no_blob == ("a",), "the most recent chains are kept"
+    again = marker.blob(blob("a", v(3), thread="e"))
+    assert again == msgspec.structs.replace(kept, no_blob=()), "sent again exactly as it was, unmarked"
 
 
 def test_checkpoints_written_in_one_transaction_are_not_marked() -> None:

@@ -6,12 +6,13 @@ import io
 
 from rich.console import Console
 
+from replicator.offset_log import OffsetLog
 from replicator.render import render_status
 from replicator.status import _data_events, _progress, recheck_caught_up
 
 
 def test_lag_in_events_skips_control_records() -> None:
-    heartbeats = [3, 5, 9]
+    heartbeats = OffsetLog.of([3, 5, 9])
     assert _data_events(0, 10, heartbeats) == 7
     assert _data_events(4, 10, heartbeats) == 4  # 5 and 9 are heartbeats
     assert _data_events(10, 10, heartbeats) == 0
@@ -19,8 +20,10 @@ def test_lag_in_events_skips_control_records() -> None:
 
 
 def test_lag_in_events_counts_every_event_of_a_record_holding_several() -> None:
-    heartbeats = [3]
-    batches = [(2, 36), (6, 4), (11, 9)]  # records 2 and 6 hold 37 and 5 events; 11 is past the end
+    heartbeats = OffsetLog.of([3])
+    batches = OffsetLog.of(
+        [(2, 36), (6, 4), (11, 9)]
+    )  # records 2 and 6 hold 37 and 5 events; 11 is past the end
     assert _data_events(0, 10, heartbeats, batches) == 9 + 36 + 4
     assert _data_events(3, 10, heartbeats, batches) == 6 + 4, "record 2 is applied"
     assert _data_events(7, 10, heartbeats, batches) == 3

@@ -36,7 +36,7 @@ marking stops for the rest of the session.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -47,11 +47,21 @@ from replicator.events import BlobChange, CheckpointChange, Op
 
 log = structlog.get_logger("replicator.source.postgres")
 
-# (thread, namespace) chains remembered; past it the oldest are forgotten (they then mark nothing).
-_MAX_CHAINS = 20_000
+# What the marker may hold: past either bound the least recently used chains are forgotten (their
+# next checkpoint then marks nothing). A chain matters only while its thread is running, so a few
+# thousand cover the threads an app runs at once; the bytes bound the rest (invariant 5).
+_MAX_CHAINS = 4096
+_MAX_BYTES = 16 * 1024 * 1024
+# Approximate cost of a chain's own objects (key, ids, the LRU's entry) and of each remembered
+# blob row or marked channel; a marked checkpoint is kept encoded and costs its length.
+_CHAIN_BYTES = 640
+_ENTRY_BYTES = 160
 # Blob rows kept per chain ahead of its latest checkpoint (a step writes a few); past it the
 # chain marks nothing more in this session (a bulk load, not an app's steps).
 _MAX_BLOBS_AHEAD = 256
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(CheckpointChange)
 
 
 @dataclass(slots=True)
@@ -59,18 +69,28 @@ class _Chain:
     checkpoint_id: str | None = None  # the chain's latest checkpoint read (None: only blobs yet)
     xid: int = 0  # the transaction it was committed in
     top: Any = None  # its greatest channel version (None: none, or not comparable)
-    blobs: set[tuple[str, str]] = field(default_factory=set)  # (channel, version) read, ahead of top
-    marked: CheckpointChange | None = None  # the latest checkpoint as sent, when it was marked
-    absent: dict[str, Any] = field(default_factory=dict)  # channel -> version marked without blob
+    blobs: set[tuple[str, str]] | None = None  # (channel, version) read, ahead of top
+    marked: bytes | None = None  # the latest checkpoint as sent, encoded, when it was marked
+    absent: dict[str, Any] | None = None  # channel -> version marked without blob
     overflow: bool = False  # more blob rows ahead than kept: marks nothing any more
+    cost: int = _CHAIN_BYTES  # approximate bytes held, counted in the marker's total
+
+    def measure(self) -> int:
+        return (
+            _CHAIN_BYTES
+            + _ENTRY_BYTES * (len(self.blobs or ()) + len(self.absent or ()))
+            + len(self.marked or b"")
+        )
 
 
 class NoBlobMarker:
     """Fed every streamed change of one replication session, in commit order."""
 
-    def __init__(self, max_chains: int = _MAX_CHAINS) -> None:
+    def __init__(self, max_chains: int = _MAX_CHAINS, max_bytes: int = _MAX_BYTES) -> None:
         self._chains: OrderedDict[tuple[str, str], _Chain] = OrderedDict()
         self._max_chains = max_chains
+        self._max_bytes = max_bytes
+        self.bytes = 0  # approximate bytes the chains hold
         self.enabled = True
         self.marked = 0  # channels marked, for tests and the bench
 
@@ -78,11 +98,23 @@ class NoBlobMarker:
         chain = self._chains.get(key)
         if chain is None:
             chain = self._chains[key] = _Chain()
-            if len(self._chains) > self._max_chains:
-                self._chains.popitem(last=False)
+            self.bytes += chain.cost
         else:
             self._chains.move_to_end(key)
         return chain
+
+    def _settle(self, chain: _Chain) -> None:
+        """Count a changed chain's new size, then forget the oldest chains past either bound."""
+        cost = chain.measure()
+        self.bytes += cost - chain.cost
+        chain.cost = cost
+        while self._chains and (len(self._chains) > self._max_chains or self.bytes > self._max_bytes):
+            self._drop(next(iter(self._chains)))
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        chain = self._chains.pop(key, None)
+        if chain is not None:
+            self.bytes -= chain.cost
 
     def blob(self, event: BlobChange) -> CheckpointChange | None:
         """Record a blob row; a checkpoint to send again, unmarked, if the row contradicts a mark."""
@@ -91,13 +123,14 @@ class NoBlobMarker:
         k = event.key
         chain = self._chain((k.thread_id, k.checkpoint_ns))
         if not chain.overflow:
+            if chain.blobs is None:
+                chain.blobs = set()
             chain.blobs.add((k.channel, k.version))
             if len(chain.blobs) > _MAX_BLOBS_AHEAD:
-                chain.overflow, chain.blobs = True, set()
-        sent = chain.marked
-        if sent is None or k.channel not in sent.no_blob or sent.checkpoint is None:
-            return None
-        if version_text((sent.checkpoint.get("channel_versions") or {}).get(k.channel)) != k.version:
+                chain.overflow, chain.blobs = True, None
+        again = self._contradicted(chain, k.channel, k.version)
+        if again is None:
+            self._settle(chain)
             return None
         log.warning(
             "a blob arrived after the checkpoint that uses it: sending the checkpoint again and "
@@ -108,11 +141,17 @@ class NoBlobMarker:
         )
         self.enabled = False
         self._chains.clear()
-        return msgspec.structs.replace(sent, no_blob=())
+        self.bytes = 0
+        return msgspec.structs.replace(again, no_blob=())
 
-    def forget_thread(self, thread_id: str) -> None:
-        for key in [key for key in self._chains if key[0] == thread_id]:
-            del self._chains[key]
+    @staticmethod
+    def _contradicted(chain: _Chain, channel: str, version: str) -> CheckpointChange | None:
+        """The chain's last checkpoint as sent, if it marked this channel at this version."""
+        if chain.marked is None or chain.absent is None or channel not in chain.absent:
+            return None
+        if version_text(chain.absent[channel]) != version:
+            return None
+        return _decoder.decode(chain.marked)
 
     def checkpoint(self, event: CheckpointChange) -> CheckpointChange:
         """The event, with ``no_blob`` naming the channels that have none, where that is certain."""
@@ -121,7 +160,7 @@ class NoBlobMarker:
         k = event.key
         key = (k.thread_id, k.checkpoint_ns)
         if event.op != Op.UPSERT or event.checkpoint is None or "checkpoint" in event.unchanged:
-            self._chains.pop(key, None)  # nothing certain about this chain any more
+            self._drop(key)  # nothing certain about this chain any more
             return event
         skeleton = event.checkpoint
         versions = skeleton.get("channel_versions") or {}
@@ -135,22 +174,28 @@ class NoBlobMarker:
             and chain.top is not None
         ):
             inline = inline_values(skeleton)
+            blobs = chain.blobs or ()
+            absent = chain.absent or {}
             for channel, version in versions.items():
                 if not may_have_blob(inline, channel):
                     continue
-                if (channel in chain.absent and chain.absent[channel] == version) or (
-                    _greater(version, chain.top) and (channel, version_text(version)) not in chain.blobs
+                if (channel in absent and absent[channel] == version) or (
+                    _greater(version, chain.top) and (channel, version_text(version)) not in blobs
                 ):
                     marks.append(channel)
         chain.checkpoint_id, chain.xid, chain.top = k.checkpoint_id, event.source.xid, _top(versions.values())
-        chain.blobs = {(c, v) for c, v in chain.blobs if _text_greater(v, chain.top)}
-        chain.absent = {channel: versions[channel] for channel in marks}
+        if chain.blobs:
+            chain.blobs = {(c, v) for c, v in chain.blobs if _text_greater(v, chain.top)} or None
+        chain.absent = {channel: versions[channel] for channel in marks} or None
         if not marks:
             chain.marked = None
+            self._settle(chain)
             return event
         self.marked += len(marks)
-        chain.marked = msgspec.structs.replace(event, no_blob=tuple(marks))
-        return chain.marked
+        sent = msgspec.structs.replace(event, no_blob=tuple(marks))
+        chain.marked = _encoder.encode(sent)
+        self._settle(chain)
+        return sent
 
 
 def _comparable(version: Any) -> bool:
