@@ -748,9 +748,11 @@ def _memory_text(memory: Result) -> str:
     d = memory.data
     text = (
         "The daemon's RSS grows while the backlog is applied until the blob cache is full. The cache "
-        "(`blob_cache_bytes`, 64 MiB by default) fills with every blob and every known-absent blob of the "
-        "threads seen, and counts its entries, keys and index as `sys.getsizeof` measures them, so the "
-        "budget bounds the cache's real memory. The second half of this run peaked "
+        "(`blob_cache_mb` per target, 32 MiB by default; 64 MiB before this run) fills with every blob "
+        "and every known-absent blob of the threads seen, and counts its entries, keys and index as "
+        "`sys.getsizeof` measures them, so the budget bounds the cache's own objects; the allocator's "
+        "pages around them come on top, and the daemon hands freed pages back to the OS every 5 s "
+        "(`replicator/allocator.py`). The second half of this run peaked "
         f"{d['growth']:+.0%} against the first; the run of {previous.COMMIT} peaked at "
         f"{previous.MEMORY_PEAK_MIB:.0f} MiB over {previous.MEMORY_EVENTS:,} events "
         f"({previous.MEMORY_GROWTH:+.0%})."
@@ -900,11 +902,12 @@ def _applied(
     def item(change: str, shown: list[str]) -> str:
         return f"- {change}." + (" " + " ".join(shown) if shown else " (Not measured in this run.)")
 
-    records_change, marks_change, polls_change = previous.CHANGES
+    records_change, marks_change, polls_change, *memory_changes = previous.CHANGES
     return [
         item(records_change, records),
         item(marks_change, marks),
         item(polls_change, polls),
+        *(f"- {change}." for change in memory_changes),
         f"- Already in the product at the run of {previous.COMMIT}, so in both columns: recommendations "
         "1-4 of the run of 46451f1 (msgspec JSON/JSONB decoding, `msgspec.Struct` pgoutput messages, the "
         "blob cache's accounting by `sys.getsizeof`, no lookup of inline channels; commit 20f128c); Kafka "
