@@ -437,6 +437,13 @@ class Applier:
         return max(1, round(self.batch_events / self._events_per_record))
 
     def _learn_events_per_record(self, records: int, events: int) -> None:
+        """Learn from the records that held data changes, and their changes, only.
+
+        Control records (heartbeats go to every partition) cost next to nothing; counted, a poll
+        of a partition's run of heartbeats taught "one event per record", and the next poll took
+        every buffered data record of the other partitions at once: at the end of a long backlog,
+        whose partitions end in thousands of heartbeats, bench figure 4's daemon went from 183
+        to 243 MiB. A poll of control records only teaches nothing."""
         if records:
             ratio = max(1.0, events / records)
             self._events_per_record = (self._events_per_record + ratio) / 2
@@ -451,7 +458,7 @@ class Applier:
         commits: dict[TopicPartition, OffsetAndMetadata] = {}
         moved: dict[int, PartitionPosition] = {}
         newest_commit_ts = 0.0
-        decoded_total = 0
+        data_records = data_events = 0  # records holding data changes (not only controls), their changes
         for tp, records in batch.items():
             reassembler = self.reassemblers.setdefault(tp, Reassembler())
             position = self.stats.partitions.get(tp.partition, PartitionPosition())
@@ -464,7 +471,6 @@ class Applier:
                 except ReplicatorError as exc:
                     poison.append(self._poison(record, tp, thread, str(exc)))
                     continue
-                decoded_total += len(decoded)
                 changes: list[DataChange] = []
                 for event in decoded:
                     below = applied_below(below, event)
@@ -480,6 +486,8 @@ class Applier:
                     changes.append(event)
                 if not changes:
                     continue
+                data_records += 1
+                data_events += len(changes)
                 if any(thread_of(event) in self.paused for event in changes):
                     # A record holds one thread's changes: it is parked whole.
                     poison.append(self._poison(record, tp, thread, "thread paused by an earlier dead letter"))
@@ -492,7 +500,7 @@ class Applier:
             moved[tp.partition] = PartitionPosition(
                 offset, below, commit_ts, time.time(), position.events + applied_here
             )
-        self._learn_events_per_record(sum(len(records) for records in batch.values()), decoded_total)
+        self._learn_events_per_record(data_records, data_events)
         if events:
             poison.extend(self._apply_isolating(events, origins))
         if poison:

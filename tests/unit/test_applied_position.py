@@ -68,5 +68,5 @@ def test_records_are_polled_for_about_batch_events_events() -> None:
     for _ in range(20):
         applier._learn_events_per_record(records=500, events=500)  # one event per record again
     assert applier._max_records() == 2000
-    applier._learn_events_per_record(records=0, events=0)
+    applier._learn_events_per_record(records=0, events=0)  # a poll of heartbeats only
     assert applier._max_records() == 2000
