@@ -54,11 +54,15 @@ CHANGES = (
     "events. Not a speed change by intent; it keeps the daemon's memory bounded (the backlog test's "
     "peak RSS: 282 MiB without it, 234-245 MiB with it, 207 MiB before batching)",
     "`replicator/allocator.py`, `connectors/sources/postgres/no_blob.py`, `replicator/offset_log.py`, "
-    "the blob cache (commit 5ca1c63, after the other figures of this run: figure 4 and "
-    "bench/memory-1m/ were rerun on it): the daemon fixes glibc's mapping threshold at 64 KiB and "
+    "the blob cache, `replicator/applier.py` (commits 5ca1c63 and b473a0e, after the other figures "
+    "of this run: figure 4 was rerun on 5ca1c63, bench/memory-1m/ on b473a0e): the daemon fixes "
+    "glibc's mapping threshold at 64 KiB and "
     "hands free pages back every 5 s; the no-blob marks keep at most 16 MiB (4,096 chains; a "
     "marked checkpoint kept encoded); the heartbeat and batched-record offsets are integer arrays; "
-    "the blob cache is 32 MiB by default (`blob_cache_mb`, was 64). Measured during development, "
+    "the blob cache is 32 MiB by default (`blob_cache_mb`, was 64); the applier sizes its polls by "
+    "the records that hold data only (a partition's tail of heartbeats had let the next poll take "
+    "every buffered data record: the spike at the end of the 1M run, 243 MiB on 5ca1c63, gone on "
+    "b473a0e). Measured during development, "
     "figure 4 at 300k events, peak RSS: 251-253 MiB before; 241 without marks; 244 with the "
     "threshold alone, 253 with the trim alone, 219 with both; 222 with a 16 MiB cache",
 )
