@@ -12,6 +12,9 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# A target's blob cache when its config does not say (``blob_cache_mb``); sinks built in code too.
+DEFAULT_BLOB_CACHE_MB = 32
+DEFAULT_BLOB_CACHE_BYTES = DEFAULT_BLOB_CACHE_MB * 1024 * 1024
 
 
 class StrictModel(BaseModel):
@@ -24,7 +27,7 @@ class TargetConfigBase(StrictModel):
     name: str
     batch_events: int = Field(2000, ge=1, le=100_000)
     blob_cache_mb: int = Field(
-        32,
+        DEFAULT_BLOB_CACHE_MB,
         ge=0,
         le=65_536,
         description="Memory for channel values the apply process keeps, so that filling a "

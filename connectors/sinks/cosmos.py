@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from connectors.config import DEFAULT_BLOB_CACHE_BYTES
 from connectors.langgraph.batch import DurableOps, WholeCheckpoint
 from connectors.langgraph.blobs import BlobStore
 from connectors.langgraph.forms import CheckpointRef, Form, WriteRef
@@ -271,7 +272,7 @@ class CosmosLayout:
 class CosmosSink(LayeredSink):
     """``LayeredSink`` over ``CosmosLayout``: what ``[[targets]] kind = "cosmos"`` builds."""
 
-    def __init__(self, cosmos: CosmosLayout, blob_cache_bytes: int = 32 * 1024 * 1024) -> None:
+    def __init__(self, cosmos: CosmosLayout, blob_cache_bytes: int = DEFAULT_BLOB_CACHE_BYTES) -> None:
         self.cosmos = cosmos
         super().__init__(cosmos, blob_cache_bytes)
 

@@ -37,6 +37,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from connectors.config import DEFAULT_BLOB_CACHE_BYTES
 from connectors.langgraph.batch import DurableOps, WholeCheckpoint
 from connectors.langgraph.blobs import BlobStore
 from connectors.langgraph.forms import ABSENT, Blob, BlobRef, CheckpointRef, Form, WriteRef
@@ -158,7 +159,7 @@ class DynamoDBSink(LayeredSink):
         s3_bucket: str | None = None,
         s3_key_prefix: str | None = None,
         s3_endpoint_url: str | None = None,
-        blob_cache_bytes: int = 32 * 1024 * 1024,
+        blob_cache_bytes: int = DEFAULT_BLOB_CACHE_BYTES,
         concurrency: int = 16,
     ) -> None:
         self.name = name

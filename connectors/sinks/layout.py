@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from connectors.config import DEFAULT_BLOB_CACHE_BYTES
 from connectors.langgraph.batch import DurableOps, StoredReader, apply_cache_ops, plan_batch
 from connectors.langgraph.blobs import BlobCache, BlobStore
 from connectors.langgraph.forms import Form
@@ -63,7 +64,7 @@ class LayeredSink:
     ``blob_lookups`` counts the blobs read from the target's blob store.
     """
 
-    def __init__(self, layout: Layout, blob_cache_bytes: int = 32 * 1024 * 1024) -> None:
+    def __init__(self, layout: Layout, blob_cache_bytes: int = DEFAULT_BLOB_CACHE_BYTES) -> None:
         self.layout = layout
         self.name = layout.name
         self.form: Form = layout.form  # for callers that treat split and whole targets apart

@@ -21,6 +21,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.types.json import JsonbDumper
 
+from connectors.config import DEFAULT_BLOB_CACHE_BYTES
 from connectors.langgraph.batch import DurableOps
 from connectors.langgraph.blobs import BlobStore
 from connectors.langgraph.forms import Blob, BlobRef, CheckpointRef, Form, WriteRef
@@ -238,7 +239,7 @@ class PostgresSink(LayeredSink):
     """``LayeredSink`` over ``PostgresLayout``: what ``[[targets]] kind = "postgres"`` builds."""
 
     def __init__(
-        self, name: str, dsn: str, schema: str | None = None, blob_cache_bytes: int = 32 * 1024 * 1024
+        self, name: str, dsn: str, schema: str | None = None, blob_cache_bytes: int = DEFAULT_BLOB_CACHE_BYTES
     ) -> None:
         self.postgres = PostgresLayout(name, dsn, schema)
         super().__init__(self.postgres, blob_cache_bytes)

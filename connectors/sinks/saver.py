@@ -48,6 +48,7 @@ from langgraph.checkpoint.base import (
     CheckpointMetadata,
 )
 
+from connectors.config import DEFAULT_BLOB_CACHE_BYTES
 from connectors.langgraph.batch import DurableOps, WholeCheckpoint, Write
 from connectors.langgraph.blobs import BlobStore
 from connectors.langgraph.forms import CheckpointRef, Form, WriteRef
@@ -352,7 +353,11 @@ class SaverSink(LayeredSink):
     """``LayeredSink`` over ``SaverLayout``: what ``[[targets]] kind = "saver"`` builds."""
 
     def __init__(
-        self, name: str, factory: str, state: StateStore | None, blob_cache_bytes: int = 32 * 1024 * 1024
+        self,
+        name: str,
+        factory: str,
+        state: StateStore | None,
+        blob_cache_bytes: int = DEFAULT_BLOB_CACHE_BYTES,
     ) -> None:
         self.saver_layout = SaverLayout(name, factory, state)
         super().__init__(self.saver_layout, blob_cache_bytes)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from connectors.config import DEFAULT_BLOB_CACHE_BYTES
 from connectors.langgraph.batch import DurableOps, WholeCheckpoint
 from connectors.langgraph.blobs import BlobStore
 from connectors.langgraph.forms import Blob, BlobRef, CheckpointRef, Form, WriteRef
@@ -219,7 +220,7 @@ class SqliteLayout:
 class SqliteSink(LayeredSink):
     """``LayeredSink`` over ``SqliteLayout``: what ``[[targets]] kind = "sqlite"`` builds."""
 
-    def __init__(self, name: str, path: str, blob_cache_bytes: int = 32 * 1024 * 1024) -> None:
+    def __init__(self, name: str, path: str, blob_cache_bytes: int = DEFAULT_BLOB_CACHE_BYTES) -> None:
         self.sqlite = SqliteLayout(name, path)
         super().__init__(self.sqlite, blob_cache_bytes)
 
