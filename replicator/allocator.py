@@ -18,34 +18,32 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 from typing import Any
 
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 _MAP_FROM_BYTES = 64 * 1024  # blocks this large get their own mapping, returned when freed
 
-_libc: Any = None
 
-
+@functools.cache
 def _glibc() -> Any:
-    global _libc
-    if _libc is None:
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            _libc = libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else False
-        except OSError:
-            _libc = False
-    return _libc
+    """The C library, if it is glibc (it has both calls); None otherwise."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
 
 
 def configure() -> bool:
     """Fix the mapping threshold (it also stops glibc moving it); call before threads start.
     Whether glibc took it."""
     libc = _glibc()
-    return bool(libc) and libc.mallopt(_M_MMAP_THRESHOLD, _MAP_FROM_BYTES) == 1
+    return libc is not None and libc.mallopt(_M_MMAP_THRESHOLD, _MAP_FROM_BYTES) == 1
 
 
 def release() -> None:
     """Return the free pages of every arena to the OS (a few milliseconds)."""
     libc = _glibc()
-    if libc:
+    if libc is not None:
         libc.malloc_trim(0)
