@@ -8,7 +8,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
 
+from connectors import json_values
 from connectors.sources.postgres.config import PostgresSourceConfig
 from connectors.sources.postgres.rows import CHECKPOINTS, COLUMNS, PRIMARY_KEYS, TABLES, WRITES, row_to_event
 from connectors.sources.postgres.setup import connect
@@ -50,6 +52,8 @@ class PostgresThreads:
         self.conn: psycopg.Connection[Any] = connect(
             config.dsn.get_secret_value(), autocommit=True, row_factory=dict_row
         )
+        # checkpoint and metadata are jsonb: decoded as the stream decodes them (msgspec, same values)
+        set_json_loads(json_values.loads, self.conn)
         self._check_tables()
         self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
 
