@@ -91,6 +91,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     g.add_argument("--sqlite-copies", type=int, default=60, help="SQL copies of the real conversations")
     g = ap.add_argument_group("8. replicator copy against a migration script")
     g.add_argument("--copy-command-threads", type=int, default=60, help="real conversations copied")
+    g.add_argument(
+        "--copy-round-trip-ms",
+        type=float,
+        nargs="*",
+        default=[2.0],
+        help="milliseconds added to every DynamoDB request in extra runs (none: no such run)",
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.threads, args.real_threads, args.baseline_threads = 300, 50, 10
@@ -167,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
             elif name == "targets":
                 results.append(targets.run(s, targets.Params(threads=args.target_threads), args.out))
             elif name == "copy-command":
-                cc = copy_command.Params(threads=args.copy_command_threads)
+                cc = copy_command.Params(
+                    threads=args.copy_command_threads, round_trip_ms=tuple(args.copy_round_trip_ms)
+                )
                 results.append(copy_command.run(s, cc, args.out))
             elif name == "sqlite-capture":
                 sc = sqlite_capture.Params(copies=args.sqlite_copies)

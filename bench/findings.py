@@ -53,6 +53,7 @@ OTHER_FIGURES = {
     "target_threads",
     "sqlite_copies",
     "copy_command_threads",
+    "copy_round_trip_ms",
 }
 
 
