@@ -251,3 +251,99 @@ factory = "tests.savers:redis_from_env"
         assert {n: r["unchanged"] for n, r in again.items()} == {"bigger": 3, "redis": 3}
     finally:
         pg.drop_database(database)
+
+
+@pytest.mark.parametrize("source_kind", ["sqlite", "saver"])
+def test_copy_from_a_sqlite_file_or_any_saver_into_every_target_kind(
+    source_kind: str,
+    pg: Any,
+    moto: Any,
+    dynamo_table: str,
+    s3_bucket: str,
+    redis_server: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The two sources besides Postgres (whose copies into every kind are above), each copied in
+    one run into DynamoDB, a Postgres database, a SqliteSaver file and the generic saver target
+    (here SqliteSaver through ``factory``), then equal through every target's saver; a deleted
+    thread stays absent; a second run copies nothing; a conversation resumes on each target."""
+    from tests.savers import SQLITE_PATH_ENV, sqlite_saver
+
+    env = {SQLITE_PATH_ENV: str(tmp_path / "generic.sqlite")}
+    if source_kind == "sqlite":
+        source_path = tmp_path / "app.sqlite"
+        source = sqlite_saver(str(source_path))
+        source_toml = f'kind = "sqlite"\npath = "{source_path}"'
+    else:
+        prefix = f"src{uuid.uuid4().hex[:8]}"
+        source = redis_saver(redis_server.url, prefix)
+        env |= {REDIS_URL_ENV: redis_server.url, REDIS_PREFIX_ENV: prefix}
+        source_toml = 'kind = "saver"\nfactory = "tests.savers:redis_from_env"'
+    for key, value in env.items():  # the factories read it here too (target_saver below)
+        monkeypatch.setenv(key, value)
+    graph = build_graph(source)
+    for i in range(3):  # the first left at its interrupt; the second with a large value
+        run_conversation(graph, f"k-{i} ✓", turns=2, resume=i != 0, attachment_bytes=200_000 if i == 1 else 0)
+    run_conversation(graph, "gone", turns=1)
+    source.delete_thread("gone")
+
+    database = f"copy_{uuid.uuid4().hex[:10]}"
+    target_dsn = pg.create_database(database)
+    config = tmp_path / "r.toml"
+    config.write_text(
+        f"""
+[source]
+{source_toml}
+
+[state]
+kind = "sqlite"
+path = "{tmp_path / "state.sqlite"}"
+
+[kafka]  # not used by copy
+bootstrap_servers = "127.0.0.1:9"
+
+[[targets]]
+name = "dynamo"
+kind = "dynamodb"
+table = "{dynamo_table}"
+region = "us-east-1"
+endpoint_url = "{moto.endpoint_url}"
+s3_bucket = "{s3_bucket}"
+
+[[targets]]
+name = "bigger"
+kind = "postgres"
+dsn = "{target_dsn}"
+
+[[targets]]
+name = "file"
+kind = "sqlite"
+path = "{tmp_path / "t.sqlite"}"
+
+[[targets]]
+name = "generic"
+kind = "saver"
+factory = "tests.savers:sqlite_from_env"
+""",
+        encoding="utf-8",
+    )
+    targets = ("dynamo", "bigger", "file", "generic")
+    try:
+        first = _copy(config, env=env)
+        assert {n: (r["copied"], r["failed"]) for n, r in first.items()} == {t: (3, {}) for t in targets}
+        out = _verify(config, env=env)
+        assert out.count("0 differences") == 4, out
+        assert all(f"{t}: 3 threads" in out for t in targets), out
+        again = _copy(config, env=env)
+        assert {n: (r["copied"], r["unchanged"]) for n, r in again.items()} == {t: (0, 3) for t in targets}
+        for name in targets:
+            with target_saver(config, name) as saver:
+                assert saver.get_tuple({"configurable": {"thread_id": "gone", "checkpoint_ns": ""}}) is None
+                moved = build_graph(saver)
+                pending = {"configurable": {"thread_id": "k-0 ✓"}}
+                assert moved.get_state(pending).next, name
+                moved.invoke(Command(resume=f"on {name}"), pending)
+                assert f"approved: on {name}" in moved.get_state(pending).values["messages"], name
+    finally:
+        pg.drop_database(database)
