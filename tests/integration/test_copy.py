@@ -67,8 +67,15 @@ path = "{sqlite}"
 
 
 def _to_a_sqlite_file(tmp_path: Path, source: str) -> Path:
-    """A config copying the ``[source]`` given to the SQLite target ``file`` (positions and
-    digests in a SQLite state store: the source is not Postgres)."""
+    """A config copying the ``[source]`` given to the SQLite target ``file``."""
+    return _config(
+        tmp_path, source, f'[[targets]]\nname = "file"\nkind = "sqlite"\npath = "{tmp_path / "t.sqlite"}"\n'
+    )
+
+
+def _config(tmp_path: Path, source: str, targets: str) -> Path:
+    """A config copying the ``[source]`` given to ``targets`` (positions and digests in a SQLite
+    state store: the source is not Postgres)."""
     path = tmp_path / "r.toml"
     path.write_text(
         f"""
@@ -82,11 +89,7 @@ path = "{tmp_path / "state.sqlite"}"
 [kafka]  # not used by copy
 bootstrap_servers = "127.0.0.1:9"
 
-[[targets]]
-name = "file"
-kind = "sqlite"
-path = "{tmp_path / "t.sqlite"}"
-""",
+{targets}""",
         encoding="utf-8",
     )
     return path
@@ -290,19 +293,10 @@ def test_copy_from_a_sqlite_file_or_any_saver_into_every_target_kind(
 
     database = f"copy_{uuid.uuid4().hex[:10]}"
     target_dsn = pg.create_database(database)
-    config = tmp_path / "r.toml"
-    config.write_text(
+    config = _config(
+        tmp_path,
+        source_toml,
         f"""
-[source]
-{source_toml}
-
-[state]
-kind = "sqlite"
-path = "{tmp_path / "state.sqlite"}"
-
-[kafka]  # not used by copy
-bootstrap_servers = "127.0.0.1:9"
-
 [[targets]]
 name = "dynamo"
 kind = "dynamodb"
@@ -326,7 +320,6 @@ name = "generic"
 kind = "saver"
 factory = "tests.savers:sqlite_from_env"
 """,
-        encoding="utf-8",
     )
     targets = ("dynamo", "bigger", "file", "generic")
     try:
