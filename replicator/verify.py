@@ -135,17 +135,27 @@ def verify(
     report = VerifyReport()
     out = _Collector(report, max_differences)
     src, tgt = source.saver(), target.saver()
+    units = ((thread_id, None) for thread_id in _threads(source, target, thread_ids))
+    return _each(units, lambda thread_id, _: _verify_thread(src, tgt, thread_id, report, out), out)
+
+
+def _each(
+    units: Iterable[tuple[str, str | None]], check: Callable[[str, str | None], None], out: _Collector
+) -> VerifyReport:
+    """``check`` every (thread, namespace or None) unit, counting threads, until ``out`` has
+    enough differences (the report is then ``truncated``)."""
+    report = out.report
     try:
-        for thread_id in _threads(source, target, thread_ids):
+        for thread_id, ns in units:
             report.threads += 1
             try:
-                _verify_thread(src, tgt, thread_id, report, out)
+                check(thread_id, ns)
             except _Enough:
                 raise
             except Exception as exc:
                 # A saver that cannot read a thread (unknown serde type, corrupt payload) is a
                 # difference to report for that thread, not a reason to stop verifying.
-                out.add(thread_id, None, None, "read", _Note(f"{type(exc).__name__}: {exc}"), _Note("-"))
+                out.add(thread_id, ns, None, "read", _Note(f"{type(exc).__name__}: {exc}"), _Note("-"))
     except _Enough:
         report.truncated = True
     return report
@@ -432,15 +442,8 @@ def verify_changed(
     verified before ``since`` need not be read again (a deleted thread is not seen this way)."""
     report = VerifyReport()
     out = _Collector(report, max_differences)
-    try:
-        for thread_id, ns in pairs:
-            report.threads += 1
-            try:
-                _verify_namespace(source, target, thread_id, ns, report, out, since=since)
-            except _Enough:
-                raise
-            except Exception as exc:
-                out.add(thread_id, ns, None, "read", _Note(f"{type(exc).__name__}: {exc}"), _Note("-"))
-    except _Enough:
-        report.truncated = True
-    return report
+
+    def check(thread_id: str, ns: str | None) -> None:
+        _verify_namespace(source, target, thread_id, ns or "", report, out, since=since)
+
+    return _each(pairs, check, out)

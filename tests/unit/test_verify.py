@@ -414,3 +414,32 @@ def test_verify_changed_reads_only_the_history_after_since(
     assert report.checkpoints == sum(1 for tup in history if cid(tup) > cid(middle))
     # The whole verify sees both.
     assert {d.checkpoint_id for d in run(source, target).differences} == {cid(oldest), cid(latest)}
+
+
+class Unreadable(InMemorySaver):
+    """A target whose saver cannot read one thread (an unknown serde type, a corrupt payload)."""
+
+    def list(self, config: RunnableConfig | None, **kwargs: Any) -> Any:
+        if config and config["configurable"]["thread_id"] == "t1":
+            raise ValueError("unknown serde type 'pickle+x'")
+        return super().list(config, **kwargs)
+
+
+def test_a_thread_the_target_cannot_read_is_a_difference_and_the_others_are_still_read(
+    stores: tuple[InMemorySaver, InMemorySaver],
+) -> None:
+    from replicator.verify import verify_changed
+
+    source, target = stores
+    broken = Unreadable()
+    broken.storage, broken.writes, broken.blobs = target.storage, target.writes, target.blobs
+    report = verify(View(source), View(broken))
+    d = only(report)
+    assert (d.thread_id, d.checkpoint_ns, d.field) == ("t1", None, "read")
+    assert "ValueError: unknown serde type 'pickle+x'" in d.source
+    assert report.threads == 2 and report.checkpoints > 0  # t2 was read and compared
+
+    changed = verify_changed(source, broken, [("t1", ""), ("t2", "")], "0")
+    d = only(changed)
+    assert (d.thread_id, d.checkpoint_ns, d.field) == ("t1", "", "read")
+    assert changed.threads == 2
