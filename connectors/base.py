@@ -107,6 +107,11 @@ class Sink(SaverView, Protocol):
         """
         ...
 
+    def drop_own_state(self) -> list[str]:
+        """Remove what only the replicator reads from the target, after the migration; what was
+        removed, one line each (``connectors.sinks.layout.Layout.drop_own_state``)."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -252,6 +252,10 @@ class CosmosLayout:
     def saver(self) -> BaseCheckpointSaver[str]:
         return bound_saver(self.container())
 
+    def drop_own_state(self) -> list[str]:
+        """Nothing in the target: the blob state is in the state store (cleared with positions)."""
+        return []
+
     def thread_ids(self) -> Iterable[str]:
         with self._errors("listing threads"):
             keys = list(

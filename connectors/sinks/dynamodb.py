@@ -47,8 +47,10 @@ from connectors.langgraph.forms import ABSENT, Blob, BlobRef, CheckpointRef, For
 from connectors.sinks.chunks import chunked
 from connectors.sinks.dynamodb_layout import (
     BLOB_PK_PREFIX,
+    BLOB_S3_PREFIX,
     META,
     PAYLOAD,
+    REPLICATOR_PK_PREFIX,
     S3_OFFLOAD_THRESHOLD,
     WRITES_INDEX_PK_PREFIX,
     DynamoDBLayout,
@@ -308,23 +310,59 @@ class DynamoDBSink(LayeredSink):
 
     def thread_ids(self) -> Iterable[str]:
         threads: set[str] = set()
+        for item in self._scan(
+            "PK, checkpoint_id",
+            "begins_with(PK, :c) OR begins_with(PK, :w)",
+            {":c": {"S": "CHECKPOINT_"}, ":w": {"S": "WRITES_"}},
+        ):
+            thread = thread_of_item(item)
+            if thread is not None:
+                threads.add(thread)
+        return sorted(threads)
+
+    def drop_own_state(self) -> list[str]:
+        """The ``LGREPL#`` items (blob state, write index) and the blob values offloaded to S3
+        under ``_replicator/blobs/``: one Scan of the table; the saver's items stay."""
+        keys = [
+            {"DeleteRequest": {"Key": key(item["PK"]["S"], item["SK"]["S"])}}
+            for item in self._scan("PK, SK", "begins_with(PK, :r)", {":r": {"S": REPLICATOR_PK_PREFIX}})
+        ]
+        self._run_all([partial(self._write_chunk, chunk) for chunk in self._chunks(keys)])
+        dropped = [f"{len(keys):,} replicator items (blob state, write index) from table {self.table!r}"]
+        if self.s3_bucket:
+            prefix = self.table_layout.s3_full(BLOB_S3_PREFIX)
+            objects: list[str] = []
+            paginator = self._s3.get_paginator("list_objects_v2")
+            pages = self._call(
+                lambda: list(paginator.paginate(Bucket=self.s3_bucket, Prefix=prefix)),
+                f"listing s3://{self.s3_bucket}/{prefix}",
+            )
+            for page in pages:
+                objects.extend(obj["Key"] for obj in page.get("Contents") or ())
+            self._run_all(
+                [
+                    partial(self._s3_delete, objects[i : i + _S3_DELETE_KEYS])
+                    for i in range(0, len(objects), _S3_DELETE_KEYS)
+                ]
+            )
+            dropped.append(f"{len(objects):,} blob values under s3://{self.s3_bucket}/{prefix}")
+        return dropped
+
+    def _scan(self, projection: str, condition: str, values: dict[str, Any]) -> Iterator[Item]:
+        """Every item of the table matching ``condition``, strongly consistent, page by page."""
         params: dict[str, Any] = {
             "TableName": self.table,
-            "ProjectionExpression": "PK, checkpoint_id",
-            "FilterExpression": "begins_with(PK, :c) OR begins_with(PK, :w)",
-            "ExpressionAttributeValues": {":c": {"S": "CHECKPOINT_"}, ":w": {"S": "WRITES_"}},
+            "ProjectionExpression": projection,
+            "FilterExpression": condition,
+            "ExpressionAttributeValues": values,
             "ConsistentRead": True,
         }
         while True:
             page = self._call(lambda: self._ddb.scan(**params), f"scanning table {self.table!r}")
-            for item in page.get("Items", []):
-                thread = thread_of_item(item)
-                if thread is not None:
-                    threads.add(thread)
+            yield from page.get("Items", [])
             if "LastEvaluatedKey" not in page:
-                break
+                return
             params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return sorted(threads)
 
     def close(self) -> None:
         with self._pool_lock:

@@ -54,8 +54,10 @@ from replicator.errors import ErrorKind, ReplicatorError
 S3_OFFLOAD_THRESHOLD = 350 * 1024  # the saver's threshold (storage_strategy.S3_OFFLOAD_THRESHOLD)
 ITEM_LIMIT = 400 * 1024  # DynamoDB's maximum item size
 
-BLOB_PK_PREFIX = "LGREPL#BLOB#"
-WRITES_INDEX_PK_PREFIX = "LGREPL#WRITES#"
+REPLICATOR_PK_PREFIX = "LGREPL#"  # every item only the replicator reads
+BLOB_PK_PREFIX = f"{REPLICATOR_PK_PREFIX}BLOB#"
+WRITES_INDEX_PK_PREFIX = f"{REPLICATOR_PK_PREFIX}WRITES#"
+BLOB_S3_PREFIX = "_replicator/blobs/"
 
 ItemKey = tuple[str, str]  # (PK, SK)
 Item = dict[str, Any]  # a DynamoDB item in the low-level client's attribute-value form
@@ -114,7 +116,7 @@ def blob_sk(ns: str, channel: str, version: str) -> str:
 
 def blob_s3_key(ref: BlobRef) -> str:
     t, ns, ch, v = (quote(p, safe="") for p in ref)
-    return f"_replicator/blobs/{t}/ns={ns}/ch={ch}/v={v}"
+    return f"{BLOB_S3_PREFIX}{t}/ns={ns}/ch={ch}/v={v}"
 
 
 def writes_index_pk(thread_id: str) -> str:

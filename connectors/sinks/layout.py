@@ -51,6 +51,12 @@ class Layout(StoredReader, Protocol):
 
     def thread_ids(self) -> Iterable[str]: ...
 
+    def drop_own_state(self) -> list[str]:
+        """Remove what only the replicator reads from the target (its blob state, indexes),
+        never what the target's saver reads; what was removed, one line each. For after the
+        migration (``replicator finish --drop``): no stream can continue without it."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -93,6 +99,10 @@ class LayeredSink:
 
     def thread_ids(self) -> Iterable[str]:
         return self.layout.thread_ids()
+
+    def drop_own_state(self) -> list[str]:
+        self.cache = BlobCache(self.cache.capacity)  # what it caches is gone from the target
+        return self.layout.drop_own_state()
 
     def close(self) -> None:
         self.layout.close()

@@ -150,6 +150,10 @@ class PostgresLayout:
         saver: BaseCheckpointSaver[str] = self._reader
         return saver
 
+    def drop_own_state(self) -> list[str]:
+        """Nothing: PostgresSaver's own blob table is the blob store, the replicator adds nothing."""
+        return []
+
     def thread_ids(self) -> Iterable[str]:
         sql = "SELECT thread_id FROM checkpoints UNION SELECT thread_id FROM checkpoint_writes ORDER BY 1"
         with self._cursor("listing threads") as cur:

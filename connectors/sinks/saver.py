@@ -339,6 +339,10 @@ class SaverLayout:
 
     # ------------------------------------------------------------------ verify
 
+    def drop_own_state(self) -> list[str]:
+        """Nothing in the target: the blob state is in the state store (cleared with positions)."""
+        return []
+
     def thread_ids(self) -> Iterable[str]:
         with self._errors("listing threads"):
             return sorted({str(tup.config["configurable"]["thread_id"]) for tup in self.saver().list(None)})

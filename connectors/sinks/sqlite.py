@@ -149,6 +149,16 @@ class SqliteLayout:
             sql = "SELECT thread_id FROM checkpoints UNION SELECT thread_id FROM writes ORDER BY 1"
             return [r[0] for r in cur.execute(sql).fetchall()]
 
+    def drop_own_state(self) -> list[str]:
+        """The blob table in the target file; SqliteSaver's tables stay."""
+        with self._cursor("dropping the replicator's blob table") as cur:
+            exists = cur.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (BLOB_TABLE,)
+            ).fetchone()
+            count = cur.execute(f"SELECT count(*) FROM {BLOB_TABLE}").fetchone()[0] if exists else 0
+            cur.execute(f"DROP TABLE IF EXISTS {BLOB_TABLE}")
+        return [f"{count:,} blobs (table {BLOB_TABLE}) from {self.path}"]
+
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:

@@ -99,11 +99,14 @@ def rollback(config_path: str, timeout: float) -> None:
 @click.command()
 @config_option
 @click.option(
-    "--drop", is_flag=True, help="Also drop the replication slot and publication, and saved positions."
+    "--drop",
+    is_flag=True,
+    help="Also drop the replication slot and publication, saved positions, and what only the "
+    "replicator reads in each target (blob state, write index).",
 )
 def finish(config_path: str, drop: bool) -> None:
     """End the rollback window: no more shadow writes to the source; list what can be removed."""
-    from replicator.cli.reset import forget
+    from replicator.cli.reset import drop_target_state, forget
     from replicator.cutover import run_finish
     from replicator.migration import Refused, Store
 
@@ -120,15 +123,23 @@ def finish(config_path: str, drop: bool) -> None:
         f"Kafka topics {config.kafka.topic} and {config.kafka.topic}.dlq",
         "saved positions in the state store",
         "the migration record (RoutingSaver reads it: first give the app the target's own saver)",
+        "what only the replicator reads in each target (blob state, write index)",
     ]
     if not drop:
         _echo("can be removed now (stop `replicator run` first):")
         for item in removable:
             _echo(f"  - {item}")
-        _echo("`replicator finish --drop` removes the slot, publication and saved positions")
+        _echo(
+            "`replicator finish --drop` removes the slot, publication, saved positions and the "
+            "replicator's state in each target"
+        )
         return
+    # The source's side first: once the slot is gone no stream can apply into a target whose
+    # blob state is being removed. Each step is idempotent, so a failed one is run again whole.
     dropped = forget(config, teardown=True)
     _echo(f"dropped {'; '.join(dropped)}; and saved positions")
+    for line in drop_target_state(config):
+        _echo(f"dropped {line}")
     _echo(f"kept: {removable[1]}; {removable[3]}")
 
 

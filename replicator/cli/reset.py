@@ -25,6 +25,21 @@ def forget(config: Config, *, teardown: bool = False) -> list[str]:
     return dropped
 
 
+def drop_target_state(config: Config) -> list[str]:
+    """Remove what only the replicator reads from every target (blob state, write index): the
+    migration is over, no stream continues there. The targets' saver data stays."""
+    from connectors.registry import make_sink
+
+    dropped: list[str] = []
+    for target in config.targets:
+        sink = make_sink(target)
+        try:
+            dropped += [f"target {target.name!r}: {line}" for line in sink.drop_own_state()]
+        finally:
+            sink.close()
+    return dropped
+
+
 @click.command()
 @config_option
 @click.option("--yes", is_flag=True, help="Confirm: drop the slot and every saved position.")

@@ -735,3 +735,51 @@ def missing_blob_after_the_thread_was_deleted(target: SinkTarget) -> None:
     assert got is not None and got.checkpoint["channel_values"] == {"n": 5}
     replay.apply([ThreadDeletion(t, src())])
     assert dict(store.dump()) == {}
+
+
+# Dump keys of what only the replicator reads in a target's own store (DynamoDB items and their S3
+# offloads, the SQLite target's blob table). Targets keeping their blob state in the state store
+# (the generic saver target, Cosmos DB) hold none in the target.
+OWN_STATE_MARKERS = ("LGREPL#", "_replicator/", "lgrepl_blobs ")
+
+
+def _own_state(dump: Dump) -> set[str]:
+    return {k for k in dump if any(marker in k for marker in OWN_STATE_MARKERS)}
+
+
+@contract()
+def dropping_the_replicator_s_state_keeps_what_the_saver_reads(target: SinkTarget) -> None:
+    """After the migration (``finish --drop``) a target keeps exactly what its saver reads: the
+    replicator's own entries go, nothing else changes, and a fresh sink's saver reads the same."""
+    recorder = Recorder()
+    threads = [name_for(target, t) for t in ("kept-ünï", "kept-2")]
+    for t in threads:
+        run_graph(recorder, t)
+    big = "offloaded-🐘"  # a blob over the S3 offload threshold (DynamoDB's blob state in S3)
+    config, ckpt, new = hand_checkpoint(
+        big, "", {"large": [b"z" * int(400 * KiB * getattr(target, "value_scale", 1.0))]}
+    )
+    store = target.new_store()
+    sink = store.sink()
+    sink.check()
+    apply_all(sink, [*recorder.events, *put_events(config, ckpt, {"step": 0}, new)], 50)
+    before = dict(store.dump())
+    expected = {k: v for k, v in before.items() if k not in _own_state(before)}
+    if getattr(target, "own_state_in_target", False):
+        assert _own_state(before), "the target holds blob state of its own before the drop"
+
+    dropped = sink.drop_own_state()
+    sink.close()
+    assert all(isinstance(line, str) and line for line in dropped)
+    after = dict(store.dump())
+    assert after == expected
+    fresh = store.sink()
+    saver = fresh.saver()
+    for t in threads:
+        assert assert_thread_equal(recorder, saver, t) >= 6
+    got = saver.get_tuple(saver_config(big))
+    assert got is not None and got.checkpoint["channel_values"] == ckpt["channel_values"]
+    again = fresh.drop_own_state()  # a drop run again (after a failure) finds nothing left
+    assert all(line.startswith("0 ") for line in again), again
+    assert dict(store.dump()) == expected
+    fresh.close()

@@ -98,6 +98,7 @@ class DynamoDBTarget:
     name: str
     ddb_endpoint: str
     s3_endpoint: str
+    own_state_in_target: bool = True  # blob state and write index items (suite.OWN_STATE_MARKERS)
 
     def new_store(self) -> DynamoDBStore:
         table, bucket = f"c-{uuid.uuid4().hex[:12]}", f"c-{uuid.uuid4().hex[:12]}"
@@ -217,6 +218,7 @@ class SqliteTarget:
 
     name: str
     directory: Path
+    own_state_in_target: bool = True  # the blob table lgrepl_blobs
 
     def new_store(self) -> SqliteStore:
         return SqliteStore(self.directory / f"c-{uuid.uuid4().hex[:12]}.sqlite")

@@ -42,6 +42,23 @@ def _resume(graph: Any, thread_id: str, turn: int) -> None:
     graph.invoke(Command(resume=f"ok-{turn}"), {"configurable": {"thread_id": thread_id}})
 
 
+def _replicator_items(config: Any) -> int:
+    """Items of the DynamoDB target that only the replicator reads (``LGREPL#`` keys)."""
+    import boto3
+
+    (target,) = config.targets
+    client = boto3.client("dynamodb", endpoint_url=target.endpoint_url, region_name=target.region)
+    count = 0
+    for page in client.get_paginator("scan").paginate(
+        TableName=target.table,
+        FilterExpression="begins_with(PK, :r)",
+        ExpressionAttributeValues={":r": {"S": "LGREPL#"}},
+        ConsistentRead=True,
+    ):
+        count += page["Count"]
+    return count
+
+
 def _values(graph: Any, thread_id: str) -> dict[str, Any]:
     values: dict[str, Any] = graph.get_state({"configurable": {"thread_id": thread_id}}).values
     return values
@@ -129,11 +146,19 @@ def test_a_thread_the_target_lacks_stays_on_the_source_and_moves_once_applied(
             assert_equal(config, threads=2)
             assert run_finish(config, timeout=30).phase is Phase.FINISHED
             # Then, the daemon stopped, `finish --drop` removes what the replicator added to the
-            # source (run again after `finish`: it is not refused).
+            # source (run again after `finish`: it is not refused) and what only the replicator
+            # reads in the target; the target's saver still reads every thread as before.
             assert daemon.terminate() == 0
+            assert _replicator_items(config) > 0
             dropped = cli("finish", "--config", str(config_path), "--drop")
             assert dropped.returncode == 0, dropped.stdout + dropped.stderr
             assert "slot" in dropped.stdout and "publication" in dropped.stdout, dropped.stdout
+            assert "replicator items (blob state, write index)" in dropped.stdout, dropped.stdout
+            assert _replicator_items(config) == 0
+            assert_equal(config, threads=2)
+            again = cli("finish", "--config", str(config_path), "--drop")  # a failed drop is rerun whole
+            assert again.returncode == 0, again.stdout + again.stderr
+            assert "0 replicator items" in again.stdout, again.stdout
             source = config.source
             with psycopg.connect(source.dsn.get_secret_value()) as conn:
                 slots = conn.execute(
