@@ -13,6 +13,7 @@ import click
 
 from replicator.cli.common import EXIT_PROBLEM, config_option, fail, load
 from replicator.cli.threads import selected_threads, threads_from_option, threads_option
+from replicator.config import Config
 from replicator.redact import redact
 
 
@@ -106,41 +107,64 @@ def rollback(config_path: str, timeout: float) -> None:
 )
 def finish(config_path: str, drop: bool) -> None:
     """End the rollback window: no more shadow writes to the source; list what can be removed."""
-    from replicator.cli.reset import drop_target_state, forget
+    from connectors.registry import SWITCHBOARDS
     from replicator.cutover import run_finish
     from replicator.migration import Refused, Store
 
     config = load(config_path)
+    if config.source.kind not in SWITCHBOARDS:
+        _finish_moved_by_hand(config, drop)
+        return
     try:
         record = run_finish(config)
     except Refused as exc:
         fail(str(exc), EXIT_PROBLEM)
     on = "the target" if record.store is Store.TARGET else "the source"
     _echo(f"finished: the app stays on {on}; routing saver writes no shadow copies any more")
-    removable = [
+    removed = [
         f"replication slot {getattr(config.source, 'slot', '?')} and publication "
         f"{getattr(config.source, 'publication', '?')} on the source",
-        f"Kafka topics {config.kafka.topic} and {config.kafka.topic}.dlq",
         "saved positions in the state store",
-        "the migration record (RoutingSaver reads it: first give the app the target's own saver)",
         "what only the replicator reads in each target (blob state, write index)",
     ]
+    kept = [
+        f"Kafka topics {config.kafka.topic} and {config.kafka.topic}.dlq (with your Kafka tools)",
+        "the migration record (RoutingSaver reads it: first give the app the target's own saver)",
+    ]
+    _clean_up(config, drop, removed, kept, "now")
+
+
+def _finish_moved_by_hand(config: Config, drop: bool) -> None:
+    """A source with no migration record (SQLite, an in-memory or any saver): its app moved by
+    hand (``target_saver``), so there is no switch to close, only the replicator's pieces."""
+    kind = config.source.kind
+    _echo(f"a {kind} source has no migration record: its app moves to the target by hand (target_saver)")
+    removed = [
+        *(["the changelog table and its triggers in the SQLite file"] if kind == "sqlite" else []),
+        "saved positions and copy digests in the state store",
+        "what only the replicator reads in each target (blob state, write index)",
+    ]
+    kept = [f"Kafka topics {config.kafka.topic} and {config.kafka.topic}.dlq (with your Kafka tools)"]
+    _clean_up(config, drop, removed, kept, "once the app uses the target")
+
+
+def _clean_up(config: Config, drop: bool, removed: list[str], kept: list[str], when: str) -> None:
+    """List what can be removed, or (``drop``) remove ``removed``: the source's side first (once
+    the slot is gone no stream applies into a target whose blob state is going), then each
+    target's. Every step is idempotent, so a drop that failed half-way is run again whole."""
+    from replicator.cli.reset import drop_target_state, forget
+
     if not drop:
-        _echo("can be removed now (stop `replicator run` first):")
-        for item in removable:
+        _echo(f"can be removed {when} (stop `replicator run` first):")
+        for item in [*removed, *kept]:
             _echo(f"  - {item}")
-        _echo(
-            "`replicator finish --drop` removes the slot, publication, saved positions and the "
-            "replicator's state in each target"
-        )
+        _echo("`replicator finish --drop` removes: " + "; ".join(removed))
         return
-    # The source's side first: once the slot is gone no stream can apply into a target whose
-    # blob state is being removed. Each step is idempotent, so a failed one is run again whole.
     dropped = forget(config, teardown=True)
-    _echo(f"dropped {'; '.join(dropped)}; and saved positions")
+    _echo(f"dropped {'; '.join([*dropped, 'saved positions'])}")
     for line in drop_target_state(config):
         _echo(f"dropped {line}")
-    _echo(f"kept: {removable[1]}; {removable[3]}")
+    _echo(f"kept: {'; '.join(kept)}")
 
 
 @click.command("dual-write")

@@ -11,16 +11,21 @@ from replicator.config import Config
 def forget(config: Config, *, teardown: bool = False) -> list[str]:
     """Drop what the source keeps for the replicator and every saved position; what was dropped.
     ``teardown`` (``finish --drop``): also what setup added to the source (the publication)."""
-    from connectors.registry import make_source
+    from connectors.registry import COPY_ONLY, make_source
     from replicator.state import open_state_store
 
     state = open_state_store(config, create=False)
-    source = make_source(config.source, state)
     try:
-        dropped = source.teardown() if teardown else source.reset()
+        if config.source.kind in COPY_ONLY:  # read through its API: nothing added to it
+            dropped: list[str] = []
+        else:
+            source = make_source(config.source, state)
+            try:
+                dropped = source.teardown() if teardown else source.reset()
+            finally:
+                source.close()
         state.clear()
     finally:
-        source.close()
         state.close()
     return dropped
 

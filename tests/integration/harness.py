@@ -234,6 +234,21 @@ def assert_equal(config: Config, *, threads: int) -> VerifyReport:
     return report
 
 
+def replicator_items(endpoint_url: str, table: str, region: str = "us-east-1") -> int:
+    """Items of a DynamoDB target that only the replicator reads (``LGREPL#`` keys: blob state,
+    write index), counted with a strongly consistent Scan."""
+    import boto3
+
+    client = boto3.client("dynamodb", endpoint_url=endpoint_url, region_name=region)
+    pages = client.get_paginator("scan").paginate(
+        TableName=table,
+        FilterExpression="begins_with(PK, :r)",
+        ExpressionAttributeValues={":r": {"S": "LGREPL#"}},
+        ConsistentRead=True,
+    )
+    return sum(page["Count"] for page in pages)
+
+
 def move_phase(config_path: Path, *phases: Any, target: str = "dynamo", **changes: Any) -> None:
     """Commit phases of the migration record directly, under the source's fence (test set-up)."""
     from connectors.registry import make_switchboard

@@ -17,7 +17,7 @@ from langgraph.types import Command
 from replicator.embedded.demo_app import build_graph, run_conversation
 from replicator.migration import Phase
 from replicator.target_saver import target_saver
-from tests.integration.harness import App, cli, move_phase
+from tests.integration.harness import App, cli, move_phase, replicator_items
 from tests.savers import REDIS_PREFIX_ENV, REDIS_URL_ENV, redis_saver
 
 pytestmark = pytest.mark.integration
@@ -34,6 +34,14 @@ def _verify(config: Path, *args: str, env: dict[str, str] | None = None) -> str:
     result = cli("verify", "--config", str(config), *args, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
+
+
+def _has_blob_table(path: Path) -> bool:
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(path)) as conn:
+        return conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'lgrepl_blobs'").fetchone() is not None
 
 
 def _postgres_config(tmp_path: Path, dsn: str, moto: Any, table: str, bucket: str) -> Path:
@@ -330,7 +338,21 @@ factory = "tests.savers:sqlite_from_env"
         assert all(f"{t}: 3 threads" in out for t in targets), out
         again = _copy(config, env=env)
         assert {n: (r["copied"], r["unchanged"]) for n, r in again.items()} == {t: (0, 3) for t in targets}
-        for name in targets:
+
+        # The move is over: `finish --drop` removes what only the replicator reads in each target
+        # (no migration record for these sources), and every target's saver still reads the same.
+        listed = cli("finish", "--config", str(config), env=env)
+        assert listed.returncode == 0 and "no migration record" in listed.stdout, (
+            listed.stdout + listed.stderr
+        )
+        file_target = tmp_path / "t.sqlite"
+        assert replicator_items(moto.endpoint_url, dynamo_table) > 0 and _has_blob_table(file_target)
+        dropped = cli("finish", "--config", str(config), "--drop", env=env)
+        assert dropped.returncode == 0, dropped.stdout + dropped.stderr
+        assert "target 'dynamo'" in dropped.stdout and "target 'file'" in dropped.stdout, dropped.stdout
+        assert replicator_items(moto.endpoint_url, dynamo_table) == 0 and not _has_blob_table(file_target)
+        assert _verify(config, env=env).count("0 differences") == 4
+        for name in targets:  # and the app resumes on each, from what its saver reads
             with target_saver(config, name) as saver:
                 assert saver.get_tuple({"configurable": {"thread_id": "gone", "checkpoint_ns": ""}}) is None
                 moved = build_graph(saver)

@@ -27,7 +27,15 @@ from replicator.migration import Phase, Refused
 from replicator.routing import RoutingSaver
 from replicator.state import open_state_store
 from replicator.status import migration_view
-from tests.integration.harness import DaemonProcess, assert_equal, cli, load, wait_caught_up, wait_for
+from tests.integration.harness import (
+    DaemonProcess,
+    assert_equal,
+    cli,
+    load,
+    replicator_items,
+    wait_caught_up,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -40,23 +48,6 @@ def _turn(graph: Any, thread_id: str, turn: int) -> None:
 
 def _resume(graph: Any, thread_id: str, turn: int) -> None:
     graph.invoke(Command(resume=f"ok-{turn}"), {"configurable": {"thread_id": thread_id}})
-
-
-def _replicator_items(config: Any) -> int:
-    """Items of the DynamoDB target that only the replicator reads (``LGREPL#`` keys)."""
-    import boto3
-
-    (target,) = config.targets
-    client = boto3.client("dynamodb", endpoint_url=target.endpoint_url, region_name=target.region)
-    count = 0
-    for page in client.get_paginator("scan").paginate(
-        TableName=target.table,
-        FilterExpression="begins_with(PK, :r)",
-        ExpressionAttributeValues={":r": {"S": "LGREPL#"}},
-        ConsistentRead=True,
-    ):
-        count += page["Count"]
-    return count
 
 
 def _values(graph: Any, thread_id: str) -> dict[str, Any]:
@@ -149,12 +140,12 @@ def test_a_thread_the_target_lacks_stays_on_the_source_and_moves_once_applied(
             # source (run again after `finish`: it is not refused) and what only the replicator
             # reads in the target; the target's saver still reads every thread as before.
             assert daemon.terminate() == 0
-            assert _replicator_items(config) > 0
+            assert replicator_items(config.targets[0].endpoint_url, config.targets[0].table) > 0
             dropped = cli("finish", "--config", str(config_path), "--drop")
             assert dropped.returncode == 0, dropped.stdout + dropped.stderr
             assert "slot" in dropped.stdout and "publication" in dropped.stdout, dropped.stdout
             assert "replicator items (blob state, write index)" in dropped.stdout, dropped.stdout
-            assert _replicator_items(config) == 0
+            assert replicator_items(config.targets[0].endpoint_url, config.targets[0].table) == 0
             assert_equal(config, threads=2)
             again = cli("finish", "--config", str(config_path), "--drop")  # a failed drop is rerun whole
             assert again.returncode == 0, again.stdout + again.stderr
