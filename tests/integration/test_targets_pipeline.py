@@ -178,3 +178,67 @@ def test_app_moves_to_the_target_and_keeps_running(
         assert "approved: yes-1" in final.values["messages"]
         new_versions = saver.get_tuple(pending).checkpoint["channel_versions"]
         assert new_versions["messages"] > versions["messages"]
+
+
+@pytest.mark.parametrize("target", ["postgres", "sqlite", "saver-redis"], indirect=True)
+def test_fenced_cutover_to_the_target_and_rollback(
+    target: Target, target_config: Path, tmp_path: Path
+) -> None:
+    """The fenced switch into the other target kinds (DynamoDB: test_cutover.py), starting
+    with the move teams make most: PostgresSaver onto a bigger Postgres. An app on
+    ``RoutingSaver`` writes while the daemon replicates; ``cutover`` moves it to the target,
+    where a conversation left at its interrupt resumes and a new one starts (read back from the
+    target store alone); ``rollback`` brings it back with every write made on the target already
+    on the source (equal with the pipeline stopped); a second cutover and ``finish`` close it."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from replicator.migration import Phase, Store
+    from replicator.routing import RoutingSaver
+
+    config = load(target_config)
+    daemon = DaemonProcess(target_config, tmp_path)
+    try:
+        with RoutingSaver.from_config(target_config) as saver:
+            graph = build_graph(saver)
+            run_conversation(graph, "before", turns=2)
+            run_conversation(graph, "pending", turns=1, resume=False)  # waits on interrupt()
+            daemon.start()
+            wait_caught_up(config, daemon)
+
+            result = cli("cutover", "--config", str(target_config), "--max-lag", "30", timeout=600)
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert "cut over every thread to moved" in result.stdout, result.stdout
+            assert (saver.record().phase, saver.record().store) == (Phase.CUT_OVER, Store.TARGET)
+
+            # On the target now, with the pipeline stopped: only the routing saver can put
+            # these writes there.
+            assert daemon.terminate() == 0
+            graph.invoke(Command(resume="on the bigger one"), {"configurable": {"thread_id": "pending"}})
+            run_conversation(graph, "after", turns=1)
+            pending = {"configurable": {"thread_id": "pending"}}
+            reference = build_graph(InMemorySaver())
+            run_conversation(reference, "pending", turns=1, resume=False)
+            reference.invoke(Command(resume="on the bigger one"), pending)
+            with target_saver(target_config) as alone:  # the target store alone
+                on_target = build_graph(alone)
+                assert on_target.get_state(pending).values == reference.get_state(pending).values
+                assert on_target.get_state({"configurable": {"thread_id": "after"}}).values
+
+            result = cli("rollback", "--config", str(target_config))
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert saver.record().store is Store.SOURCE
+            assert_equal(config, threads=3)  # the source holds every write made on the target
+
+            run_conversation(graph, "after-rollback", turns=1)
+            daemon.start()
+            wait_caught_up(config, daemon)
+            assert_equal(config, threads=4)
+            result = cli("cutover", "--config", str(target_config), "--max-lag", "30", timeout=600)
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert daemon.terminate() == 0
+            finished = cli("finish", "--config", str(target_config))
+            assert finished.returncode == 0, finished.stdout + finished.stderr
+            assert "finished: the app stays on the target" in finished.stdout
+            assert saver.record().phase is Phase.FINISHED
+    finally:
+        daemon.stop()
