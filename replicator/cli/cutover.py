@@ -152,7 +152,7 @@ def _clean_up(config: Config, drop: bool, removed: list[str], kept: list[str], w
     """List what can be removed, or (``drop``) remove ``removed``: the source's side first (once
     the slot is gone no stream applies into a target whose blob state is going), then each
     target's. Every step is idempotent, so a drop that failed half-way is run again whole."""
-    from replicator.cli.reset import drop_target_state, forget
+    from replicator.cli.reset import drop_target_state, forget, running_appliers
 
     if not drop:
         _echo(f"can be removed {when} (stop `replicator run` first):")
@@ -160,6 +160,14 @@ def _clean_up(config: Config, drop: bool, removed: list[str], kept: list[str], w
             _echo(f"  - {item}")
         _echo("`replicator finish --drop` removes: " + "; ".join(removed))
         return
+    running = running_appliers(config)
+    if running:
+        fail(
+            "stop `replicator run` first: it still applies into "
+            + ", ".join(running)
+            + " (nothing was dropped; a killed process drops out after its Kafka session timeout)",
+            EXIT_PROBLEM,
+        )
     dropped = forget(config, teardown=True)
     _echo(f"dropped {'; '.join([*dropped, 'saved positions'])}")
     for line in drop_target_state(config):

@@ -30,6 +30,23 @@ def forget(config: Config, *, teardown: bool = False) -> list[str]:
     return dropped
 
 
+def running_appliers(config: Config) -> list[str]:
+    """Apply processes of this config that recorded themselves recently (``host:pid`` per target):
+    what ``finish --drop`` must not run beside, since it removes what they read."""
+    from replicator.applier import group_members
+    from replicator.state import open_state_store
+
+    state = open_state_store(config, create=False)
+    try:
+        return [
+            f"{target.name} on {member['host']}:{member['pid']}"
+            for target in config.targets
+            for member in group_members(state, target.name)
+        ]
+    finally:
+        state.close()
+
+
 def drop_target_state(config: Config) -> list[str]:
     """Remove what only the replicator reads from every target (blob state, write index): the
     migration is over, no stream continues there. The targets' saver data stays."""

@@ -139,6 +139,9 @@ def test_a_thread_the_target_lacks_stays_on_the_source_and_moves_once_applied(
             # Then, the daemon stopped, `finish --drop` removes what the replicator added to the
             # source (run again after `finish`: it is not refused) and what only the replicator
             # reads in the target; the target's saver still reads every thread as before.
+            refused = cli("finish", "--config", str(config_path), "--drop")  # the daemon still runs
+            assert refused.returncode == 1, refused.stdout + refused.stderr
+            assert "stop `replicator run` first" in refused.stderr and "nothing was dropped" in refused.stderr
             assert daemon.terminate() == 0
             assert replicator_items(config.targets[0].endpoint_url, config.targets[0].table) > 0
             dropped = cli("finish", "--config", str(config_path), "--drop")
