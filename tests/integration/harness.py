@@ -234,6 +234,31 @@ def assert_equal(config: Config, *, threads: int) -> VerifyReport:
     return report
 
 
+OTHER_KINDS = ("bigger", "file", "generic")  # the target names other_kind_targets() gives
+
+
+def other_kind_targets(dsn: str, directory: Path) -> str:
+    """``[[targets]]`` of every kind besides DynamoDB: PostgresSaver's tables in the database at
+    ``dsn`` (``bigger``), a SqliteSaver file in ``directory`` (``file``) and the generic saver
+    target (``generic``: SqliteSaver through ``tests.savers:sqlite_from_env``, whose path the
+    caller puts in the environment as ``SQLITE_PATH_ENV``)."""
+    return f"""[[targets]]
+name = "bigger"
+kind = "postgres"
+dsn = "{dsn}"
+
+[[targets]]
+name = "file"
+kind = "sqlite"
+path = "{directory / "t.sqlite"}"
+
+[[targets]]
+name = "generic"
+kind = "saver"
+factory = "tests.savers:sqlite_from_env"
+"""
+
+
 def replicator_items(endpoint_url: str, table: str, region: str = "us-east-1") -> int:
     """Items of a DynamoDB target that only the replicator reads (``LGREPL#`` keys: blob state,
     write index), counted with a strongly consistent Scan."""

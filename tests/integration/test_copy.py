@@ -17,7 +17,7 @@ from langgraph.types import Command
 from replicator.embedded.demo_app import build_graph, run_conversation
 from replicator.migration import Phase
 from replicator.target_saver import target_saver
-from tests.integration.harness import App, cli, move_phase, replicator_items
+from tests.integration.harness import OTHER_KINDS, App, cli, move_phase, other_kind_targets, replicator_items
 from tests.savers import REDIS_PREFIX_ENV, REDIS_URL_ENV, redis_saver
 
 pytestmark = pytest.mark.integration
@@ -313,23 +313,9 @@ region = "us-east-1"
 endpoint_url = "{moto.endpoint_url}"
 s3_bucket = "{s3_bucket}"
 
-[[targets]]
-name = "bigger"
-kind = "postgres"
-dsn = "{target_dsn}"
-
-[[targets]]
-name = "file"
-kind = "sqlite"
-path = "{tmp_path / "t.sqlite"}"
-
-[[targets]]
-name = "generic"
-kind = "saver"
-factory = "tests.savers:sqlite_from_env"
-""",
+{other_kind_targets(target_dsn, tmp_path)}""",
     )
-    targets = ("dynamo", "bigger", "file", "generic")
+    targets = ("dynamo", *OTHER_KINDS)
     try:
         first = _copy(config, env=env)
         assert {n: (r["copied"], r["failed"]) for n, r in first.items()} == {t: (3, {}) for t in targets}

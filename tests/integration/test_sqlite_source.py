@@ -22,13 +22,34 @@ from replicator.embedded.demo_app import build_graph, run_conversation
 from replicator.state import open_state_store
 from replicator.target_saver import target_saver
 from tests.integration.faultkit import assert_same, log_events
-from tests.integration.harness import DaemonProcess, cli, load, wait_caught_up, wait_for
+from tests.integration.harness import (
+    OTHER_KINDS,
+    DaemonProcess,
+    cli,
+    load,
+    other_kind_targets,
+    wait_caught_up,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
 
-def _config(path: Path, source: Path, state: Path, services: dict[str, str]) -> Path:
+def _config(
+    path: Path, source: Path, state: Path, services: dict[str, str], targets: str | None = None
+) -> Path:
     suffix = uuid.uuid4().hex[:8]
+    targets = (
+        targets
+        or f"""[[targets]]
+name = "dynamo"
+kind = "dynamodb"
+table = "{services["table"]}"
+region = "us-east-1"
+endpoint_url = "{services["endpoint"]}"
+s3_bucket = "{services["bucket"]}"
+"""
+    )
     path.write_text(
         f"""[source]
 kind = "sqlite"
@@ -49,14 +70,7 @@ partitions = 2
 group_prefix = "g-{suffix}"
 session_timeout_ms = 3000
 
-[[targets]]
-name = "dynamo"
-kind = "dynamodb"
-table = "{services["table"]}"
-region = "us-east-1"
-endpoint_url = "{services["endpoint"]}"
-s3_bucket = "{services["bucket"]}"
-
+{targets}
 [log]
 format = "json"
 level = "info"
@@ -195,6 +209,58 @@ def test_sqlite_app_replicated_through_kills_then_moved_and_reset(
         names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert not {n for n in names if n.startswith("replicator")}
     assert {"checkpoints", "writes"} <= names
+
+
+def test_sqlite_app_streamed_into_postgres_sqlite_and_any_saver_at_once(
+    tmp_path: Path, broker: Any, kafka_topic: str, pg: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SQLite source into the other target kinds, all three fed by one daemon from one topic
+    while the app writes and deletes: each ends equal to the source through its own saver, and the
+    app resumes on each."""
+    from tests.savers import SQLITE_PATH_ENV
+
+    monkeypatch.setenv(SQLITE_PATH_ENV, str(tmp_path / "generic.sqlite"))  # the daemon inherits it
+    source = tmp_path / "app.sqlite"
+    app = SqliteSaver(sqlite3.connect(str(source), check_same_thread=False))
+    app.setup()
+    graph = build_graph(app)
+    for i in range(2):  # carried by the initial copy
+        run_conversation(graph, f"before-{i}", resume=i != 1)
+    database = f"tgt_{uuid.uuid4().hex[:10]}"
+    targets = other_kind_targets(pg.create_database(database), tmp_path)
+    services = {"bootstrap": broker.bootstrap_servers, "topic": kafka_topic}
+    config_path = _config(tmp_path / "replicator.toml", source, tmp_path / "state.sqlite", services, targets)
+    config = load(config_path)
+    daemon = DaemonProcess(config_path, tmp_path)
+    writer: Writer | None = None
+    try:
+        daemon.start()
+        writer = Writer(source, quota=5).start()
+        wait_for(lambda: len(writer.written) == writer.quota, 120, "the app to write and delete")
+        writer.stop()
+        app.delete_thread("before-0")
+        wait_caught_up(config, daemon, timeout=120)
+        result = cli("verify", "--config", str(config_path))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.count("0 differences") == 3, result.stdout
+        threads = 2 - 1 + len(writer.written) - len(writer.deleted)
+        assert all(f"{name}: {threads} threads" in result.stdout for name in OTHER_KINDS)
+        assert daemon.terminate() == 0
+    finally:
+        if writer is not None:
+            writer.stop()
+        daemon.stop()
+    try:
+        for name in OTHER_KINDS:
+            with target_saver(config_path, name) as saver:
+                moved = build_graph(saver)
+                assert saver.get_tuple({"configurable": {"thread_id": "before-0"}}) is None
+                pending = {"configurable": {"thread_id": "before-1"}}  # left at its interrupt
+                assert moved.get_state(pending).next, name
+                moved.invoke(Command(resume=f"on {name}"), pending)
+                assert f"approved: on {name}" in moved.get_state(pending).values["messages"], name
+    finally:
+        pg.drop_database(database)
 
 
 def _bad_config(tmp_path: Path, source: Path) -> Path:

@@ -36,7 +36,7 @@ from replicator.state import open_state_store
 from replicator.status import collect, source_head
 from replicator.target_saver import target_saver
 from tests.contract.recording import assert_thread_equal, build_graph, run_graph
-from tests.integration.harness import DaemonProcess, cli, wait_caught_up
+from tests.integration.harness import OTHER_KINDS, DaemonProcess, cli, other_kind_targets, wait_caught_up
 
 BIG = ("Grüße 🦊 " * 70_000)[:600_000]  # ~700 KB of UTF-8: split in Kafka, S3 in DynamoDB
 
@@ -51,8 +51,20 @@ def memory_config(
     bucket: str = "unused",
     ack_timeout_s: float = 10.0,
     kafka_extra: str = "",
+    targets: str | None = None,
 ) -> Path:
     suffix = uuid.uuid4().hex[:8]
+    targets = (
+        targets
+        or f"""[[targets]]
+name = "dynamo"
+kind = "dynamodb"
+table = "{table}"
+region = "us-east-1"
+endpoint_url = "{endpoint}"
+s3_bucket = "{bucket}"
+"""
+    )
     path.write_text(
         f"""
 [source]
@@ -72,14 +84,7 @@ session_timeout_ms = 6000
 max_message_bytes = 65536
 {kafka_extra}
 
-[[targets]]
-name = "dynamo"
-kind = "dynamodb"
-table = "{table}"
-region = "us-east-1"
-endpoint_url = "{endpoint}"
-s3_bucket = "{bucket}"
-
+{targets}
 [log]
 format = "json"
 level = "info"
@@ -208,6 +213,42 @@ def test_graphs_through_the_wrapper_reach_dynamodb(
         assert daemon.alive()
     finally:
         daemon.stop()
+
+
+def test_graphs_through_the_wrapper_reach_postgres_sqlite_and_any_saver_at_once(
+    tmp_path: Path, broker: Any, kafka_topic: str, pg: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The live in-memory source into the other target kinds, all fed by one daemon: each ends
+    equal to the in-memory saver through its own saver, a deleted thread gone from each."""
+    from tests.savers import SQLITE_PATH_ENV
+
+    monkeypatch.setenv(SQLITE_PATH_ENV, str(tmp_path / "generic.sqlite"))  # the daemon inherits it
+    database = f"tgt_{uuid.uuid4().hex[:10]}"
+    targets = other_kind_targets(pg.create_database(database), tmp_path)
+    path = memory_config(
+        tmp_path / "replicator.toml", bootstrap=broker.bootstrap_servers, topic=kafka_topic, targets=targets
+    )
+    config = load_config(path)
+    inner = InMemorySaver()
+    run_graph(inner, "before-1")  # held before wrapping: published by from_config
+    daemon = DaemonProcess(path, tmp_path)
+    daemon.start()
+    try:
+        with WriteThroughSaver.from_config(path, inner=inner) as saver:
+            run_graph(saver, "live-1", first_message="ελληνικά 🙂")
+            big_graph(saver).invoke({"notes": ["start"]}, {"configurable": {"thread_id": "big"}})
+            run_graph(saver, "gone")
+            saver.delete_thread("gone")
+        wait_caught_up(config, daemon, timeout=60)
+        for name in OTHER_KINDS:
+            with target_saver(path, name) as target:
+                for thread in ("before-1", "big", "live-1"):
+                    assert assert_thread_equal(inner, target, thread) > 0, (name, thread)
+                assert list(target.list({"configurable": {"thread_id": "gone"}})) == [], name
+        assert daemon.alive()
+    finally:
+        daemon.stop()
+        pg.drop_database(database)
 
 
 def test_status_is_behind_until_applied(tmp_path: Path, broker: Any, kafka_topic: str) -> None:
