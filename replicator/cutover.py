@@ -496,12 +496,19 @@ def _settle(board: Switchboard, readers: _Readers, pairs: set[tuple[str, str]]) 
 
 
 def _switch_back(board: Switchboard, timeout: float, note: str) -> MigrationRecord:
-    """Every app back to the source, through the same fence as a rollback."""
+    """Every app back to the source, through the same two steps as a rollback."""
     commit_phase(board, Phase.ROLLING_BACK, note, timeout)
+    return _flip_to_source(board, timeout, note)[0]
+
+
+def _flip_to_source(board: Switchboard, timeout: float, note: str = "") -> tuple[MigrationRecord, float]:
+    """A rollback's second step: under the fence, the record back on the source; with the write
+    pause it cost, in milliseconds."""
     with board.fence(timeout) as fence:
+        fault_point("rollback.in_fence")
         pause_ms = (time.monotonic() - fence.fenced_at) * 1000
         fence.commit(fence.record.moved(fence.record.source_phase, pause_ms=pause_ms, note=note))
-    return fence.record
+    return fence.record, pause_ms
 
 
 def run_rollback(
@@ -521,11 +528,7 @@ def run_rollback(
         commit_phase(board, Phase.ROLLING_BACK, "rollback to the source", timeout)
         started = True
         fault_point("rollback.rolling_back")
-        with board.fence(timeout) as fence:
-            fault_point("rollback.in_fence")
-            pause_ms = (time.monotonic() - fence.fenced_at) * 1000
-            fence.commit(fence.record.moved(fence.record.source_phase, pause_ms=pause_ms))
-        committed = fence.record
+        committed, pause_ms = _flip_to_source(board, timeout)
         say(f"rolled back to the source: write pause {pause_ms:.1f} ms, epoch {committed.epoch}")
         return CutoverResult(ok=True, phase=committed.phase, pause_ms=pause_ms, steps=say.steps)
     except Exception as exc:
