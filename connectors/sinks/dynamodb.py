@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -86,6 +87,7 @@ _BATCH_WRITE_ITEMS = 25
 _BATCH_WRITE_BYTES = 15 * 1024 * 1024  # below the 16 MB request limit, leaving room for framing
 _BATCH_GET_KEYS = 100
 _S3_DELETE_KEYS = 1000
+_DROP_KEYS = 2500  # replicator items deleted per round by drop_own_state
 
 _THROTTLE_CODES = frozenset(
     {
@@ -323,12 +325,15 @@ class DynamoDBSink(LayeredSink):
     def drop_own_state(self) -> list[str]:
         """The ``LGREPL#`` items (blob state, write index) and the blob values offloaded to S3
         under ``_replicator/blobs/``: one Scan of the table; the saver's items stay."""
-        keys = [
-            {"DeleteRequest": {"Key": key(item["PK"]["S"], item["SK"]["S"])}}
-            for item in self._scan("PK, SK", "begins_with(PK, :r)", {":r": {"S": REPLICATOR_PK_PREFIX}})
-        ]
-        self._run_all([partial(self._write_chunk, chunk) for chunk in self._chunks(keys)])
-        dropped = [f"{len(keys):,} replicator items (blob state, write index) from table {self.table!r}"]
+        deleted = 0
+        found = self._scan("PK, SK", "begins_with(PK, :r)", {":r": {"S": REPLICATOR_PK_PREFIX}})
+        while keys := [  # deleted as found, a round at a time: memory stays bounded
+            {"DeleteRequest": {"Key": key(i["PK"]["S"], i["SK"]["S"])}}
+            for i in itertools.islice(found, _DROP_KEYS)
+        ]:
+            self._run_all([partial(self._write_chunk, chunk) for chunk in self._chunks(keys)])
+            deleted += len(keys)
+        dropped = [f"{deleted:,} replicator items (blob state, write index) from table {self.table!r}"]
         if self.s3_bucket:
             prefix = self.table_layout.s3_full(BLOB_S3_PREFIX)
             objects: list[str] = []

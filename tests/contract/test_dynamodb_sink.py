@@ -24,6 +24,7 @@ from replicator.events import CheckpointChange, Op, ThreadDeletion, WriteChange
 from tests.contract.recording import (
     KiB,
     TransactionRecorder,
+    assert_same_tuple,
     assert_thread_equal,
     hand_checkpoint,
     put_events,
@@ -262,6 +263,33 @@ def test_saver_view_and_replicator_items_are_invisible_to_the_saver(moto: Any, d
     assert got is not None and got.pending_writes == [("t1", "a", [2])]
     pks = {i["PK"]["S"] for i in scan(moto, dynamo_table)}
     assert f"{WRITES_INDEX_PK_PREFIX}only-writes" in pks and f"{BLOB_PK_PREFIX}only-writes" in pks
+
+
+def test_drop_own_state_deletes_round_by_round_while_it_scans(
+    moto: Any, dynamo_table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rounds of a few keys (2,500 in production, so a huge table never sits in memory): every
+    replicator item goes, across scan pages and rounds, and the saver still reads the thread."""
+    import connectors.sinks.dynamodb as module
+
+    monkeypatch.setattr(module, "_DROP_KEYS", 3)
+    sink = make_sink(moto, dynamo_table)
+    events = []
+    for t in ("a", "b", "c"):
+        conf, ckpt, new = hand_checkpoint(t, "", {"x": [1], "y": {"k": t}})
+        events += put_events(conf, ckpt, {"step": 0}, new)
+        events += writes_events(saver_config(t, "", ckpt["id"]), [("x", [2]), ("y", [3])], "task")
+    sink.apply(events)
+    own = [i for i in scan(moto, dynamo_table) if i["PK"]["S"].startswith("LGREPL#")]
+    assert len(own) > 3 * 2  # blob state and write index of three threads: several rounds
+    before = {t: sink.saver().get_tuple(saver_config(t)) for t in ("a", "b", "c")}
+    assert sink.drop_own_state() == [
+        f"{len(own):,} replicator items (blob state, write index) from table {dynamo_table!r}"
+    ]
+    assert not [i for i in scan(moto, dynamo_table) if i["PK"]["S"].startswith("LGREPL#")]
+    for t, tup in before.items():
+        assert tup is not None
+        assert_same_tuple(tup, make_sink(moto, dynamo_table).saver().get_tuple(saver_config(t)))
 
 
 class _Impatient(DynamoDBSink):
