@@ -106,7 +106,8 @@ def rollback(config_path: str, timeout: float) -> None:
     "replicator reads in each target (blob state, write index).",
 )
 def finish(config_path: str, drop: bool) -> None:
-    """End the rollback window: no more shadow writes to the source; list what can be removed."""
+    """End the migration: close the rollback window (no more shadow writes to the source; a
+    source without a migration record has none) and list what can be removed."""
     from connectors.registry import SWITCHBOARDS
     from replicator.cutover import run_finish
     from replicator.migration import Refused, Store
