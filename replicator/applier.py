@@ -252,6 +252,9 @@ class Applier:
         self.consumer: Any = None
         self._dlq_producer: Any = None
         self.reassemblers: dict[TopicPartition, Reassembler] = {}
+        # The offset the consumer must hand over next, per partition: Kafka skipping past it
+        # means records this target never applied are gone (``_check_contiguous``).
+        self._next_offsets: dict[TopicPartition, int] = {}
         self.stats = ApplierStats()
         dead = state.get(deadletter_state_name(sink.name)) or {}
         self.paused: set[str] = stored_paused_threads(state, sink.name)
@@ -295,6 +298,7 @@ class Applier:
             assigned, self._new_assignment = self._new_assignment, None
         if assigned is None:
             return
+        self._next_offsets.clear()  # every assigned partition restarts from its committed offset
         new = set(assigned)
         gained = new - self.owned
         if gained:
@@ -355,6 +359,7 @@ class Applier:
         self.sink.check()
         kafka.ensure_topic(self.config)
         self.consumer = kafka.consumer(self.config, self.group_id, **self.consumer_overrides)
+        self._next_offsets.clear()  # a new consumer starts from the committed offsets
         done = threading.Event()
         beat = threading.Thread(
             target=self._member_beat, args=(done,), name=f"member:{self.sink.name}", daemon=True
@@ -460,6 +465,8 @@ class Applier:
         newest_commit_ts = 0.0
         data_records = data_events = 0  # records holding data changes (not only controls), their changes
         for tp, records in batch.items():
+            self._check_contiguous(tp, records[0].offset)
+            self._next_offsets[tp] = records[-1].offset + 1
             reassembler = self.reassemblers.setdefault(tp, Reassembler())
             position = self.stats.partitions.get(tp.partition, PartitionPosition())
             below, commit_ts = position.position, position.commit_ts
@@ -709,6 +716,35 @@ class Applier:
     def _summarize_dead_letters(self) -> None:
         summarize_dead_letters(self.state, self.sink.name, self.dlq_topic)
 
+    # -- records deleted before this target applied them --------------------------------------------
+
+    def _check_contiguous(self, tp: TopicPartition, first: int) -> None:
+        """Stop when Kafka hands over a partition past offsets this target never applied.
+
+        Offsets of the replicator's topic are contiguous (no compaction, refused in config; no
+        transactions). A consumer whose next offset was deleted (retention, delete-records) gets
+        OffsetOutOfRange and ``auto_offset_reset`` moves it silently to the earliest offset left:
+        applying from there would skip changes for good while status says caught up. The
+        expected offset is the last one handed over plus one, or, after a (re)assignment, the
+        group's committed offset (Kafka's, which the commit writes before the state store).
+        """
+        expected = self._next_offsets.get(tp)
+        if expected is None:
+            expected = self._committed(tp)
+        if expected is None or first <= expected:
+            return
+        raise ReplicatorError(ErrorKind.SOURCE_LOST, _gap_message(self.sink.name, tp, expected, first))
+
+    def _committed(self, tp: TopicPartition) -> int | None:
+        try:
+            offset = self.consumer.committed(tp)
+        except KafkaError as exc:  # unknown for now: the next batch's own offsets are checked
+            log.warning(
+                "committed offset not read", target=self.sink.name, partition=tp.partition, error=str(exc)
+            )
+            return None
+        return offset if isinstance(offset, int) and offset >= 0 else None
+
     # -- a broker that lost its log ---------------------------------------------------------------
 
     def _check_log_reset(self) -> None:
@@ -739,10 +775,22 @@ class Applier:
             )
             self.stats.log_resets += 1
             self.consumer.seek_to_beginning(tp)
+            self._next_offsets.pop(tp, None)
             self.reassemblers.pop(tp, None)
             self.stats.partitions[tp.partition] = PartitionPosition(
                 0, position.position, position.commit_ts, time.time(), position.events
             )
+
+
+def _gap_message(target: str, tp: TopicPartition, expected: int, first: int) -> str:
+    return (
+        f"Kafka no longer holds offsets {expected}-{first - 1} of partition {tp.partition} of topic "
+        f"{tp.topic!r}, which target {target!r} had not applied: they were deleted (the topic's "
+        "retention is shorter than this target was behind, or records were deleted by hand), so "
+        "the target lacks those changes. Applying stopped before anything after the gap. Raise the "
+        "topic's retention.ms, then start over with a full copy: `replicator reset --config FILE "
+        "--yes` and `replicator run` (see the runbook, 'Kafka deleted records')"
+    )
 
 
 def _superseded(stored: dict[str, Any] | None, ours: dict[str, Any]) -> bool:

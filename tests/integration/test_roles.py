@@ -70,6 +70,9 @@ class FakeConsumer:
     def assignment(self) -> set[TopicPartition]:
         return set()
 
+    def committed(self, tp: TopicPartition) -> int | None:
+        return None
+
 
 class FakeFuture:
     exception = None
