@@ -336,21 +336,20 @@ class DynamoDBSink(LayeredSink):
         dropped = [f"{deleted:,} replicator items (blob state, write index) from table {self.table!r}"]
         if self.s3_bucket:
             prefix = self.table_layout.s3_full(BLOB_S3_PREFIX)
-            objects: list[str] = []
-            paginator = self._s3.get_paginator("list_objects_v2")
-            pages = self._call(
-                lambda: list(paginator.paginate(Bucket=self.s3_bucket, Prefix=prefix)),
-                f"listing s3://{self.s3_bucket}/{prefix}",
-            )
-            for page in pages:
-                objects.extend(obj["Key"] for obj in page.get("Contents") or ())
-            self._run_all(
-                [
-                    partial(self._s3_delete, objects[i : i + _S3_DELETE_KEYS])
-                    for i in range(0, len(objects), _S3_DELETE_KEYS)
-                ]
-            )
-            dropped.append(f"{len(objects):,} blob values under s3://{self.s3_bucket}/{prefix}")
+            params: dict[str, Any] = {"Bucket": self.s3_bucket, "Prefix": prefix, "MaxKeys": _S3_DELETE_KEYS}
+            objects = 0
+            while True:  # deleted page by page, as listed: memory stays bounded here too
+                page = self._call(
+                    lambda: self._s3.list_objects_v2(**params), f"listing s3://{self.s3_bucket}/{prefix}"
+                )
+                listed = [obj["Key"] for obj in page.get("Contents") or ()]
+                if listed:
+                    self._s3_delete(listed)
+                    objects += len(listed)
+                if not page.get("IsTruncated"):
+                    break
+                params["ContinuationToken"] = page["NextContinuationToken"]
+            dropped.append(f"{objects:,} blob values under s3://{self.s3_bucket}/{prefix}")
         return dropped
 
     def _scan(self, projection: str, condition: str, values: dict[str, Any]) -> Iterator[Item]:

@@ -292,6 +292,34 @@ def test_drop_own_state_deletes_round_by_round_while_it_scans(
         assert_same_tuple(tup, make_sink(moto, dynamo_table).saver().get_tuple(saver_config(t)))
 
 
+def test_drop_own_state_deletes_offloaded_blob_values_page_by_page(
+    moto: Any, dynamo_table: str, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blob values offloaded to S3 go a listed page at a time (pages of one object here); the
+    saver's own offloaded payloads stay, and the saver reads the checkpoint as before."""
+    import connectors.sinks.dynamodb as module
+
+    monkeypatch.setattr(module, "_S3_DELETE_KEYS", 1)
+    sink = make_sink(moto, dynamo_table, s3_bucket, s3_key_prefix="pfx")
+    big = {f"v{n}": [f"{n}" * (360 * KiB)] for n in range(3)}  # three blobs over 350 KiB
+    config, ckpt, new = hand_checkpoint("big", "", big)
+    sink.apply(put_events(config, ckpt, {"step": 0}, new))
+    before = sink.saver().get_tuple(saver_config("big"))
+    offloaded = [k for k in bucket_contents(moto, s3_bucket) if k.startswith("pfx/_replicator/blobs/")]
+    assert len(offloaded) == 3
+
+    dropped = sink.drop_own_state()
+    assert dropped[1] == f"3 blob values under s3://{s3_bucket}/pfx/_replicator/blobs/"
+    left = bucket_contents(moto, s3_bucket)
+    assert not [k for k in left if k.startswith("pfx/_replicator/")]
+    assert f"pfx/big/checkpoints//{ckpt['id']}" in left  # the saver's payload stays
+    assert before is not None
+    assert_same_tuple(
+        before,
+        make_sink(moto, dynamo_table, s3_bucket, s3_key_prefix="pfx").saver().get_tuple(saver_config("big")),
+    )
+
+
 class _Impatient(DynamoDBSink):
     botocore_max_attempts = 1
     max_error_attempts = 2
